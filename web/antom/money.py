@@ -1,0 +1,149 @@
+"""Money in integer minor units, as Antom puts it on the wire (``{"currency", "value"}``).
+
+Floats never appear: what an agent types is parsed with ``Decimal`` straight into an
+``int`` of minor units, and display goes through Babel.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+from babel.numbers import format_currency, get_currency_symbol
+
+# Antom's own currency table (protocol notes §12): the only currencies it documents.
+ANTOM_EXPONENTS: dict[str, int] = {
+    **dict.fromkeys(
+        "AUD BDT BRL CAD CNY EUR GBP HKD IDR MXN MYR NZD PEN PHP PKR PLN SGD THB TWD USD".split(),
+        2,
+    ),
+    **dict.fromkeys("CLP JPY KRW VND".split(), 0),
+}
+# ISO 4217 exponents for currencies Antom does not list; used only as a fallback.
+ISO_EXPONENTS: dict[str, int] = {
+    **dict.fromkeys("ISK UGX PYG XAF XOF XPF VUV RWF KMF GNF DJF BIF".split(), 0),
+    **dict.fromkeys("BHD KWD OMR JOD TND LYD IQD".split(), 3),
+}
+# Amounts that must be a multiple of N minor units (IDR keeps its last two digits 00).
+MINOR_MULTIPLE: dict[str, int] = {"IDR": 100}
+
+MAX_DIGITS = 16  # Amount.value is String(16)
+_CODE = re.compile(r"^[A-Z]{3}$")
+
+
+class MoneyError(ValueError):
+    """Input that is not a valid amount; ``str()`` is a message fit to show an agent."""
+
+
+def is_antom_currency(code: str) -> bool:
+    return code in ANTOM_EXPONENTS
+
+
+def exponent(code: str) -> int:
+    """Minor-unit exponent: Antom's table first, ISO 4217 second, 2 for other valid codes."""
+    if not _CODE.fullmatch(code):
+        raise MoneyError(f"{code!r} is not a currency code")
+    return ANTOM_EXPONENTS.get(code, ISO_EXPONENTS.get(code, 2))
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Money:
+    minor: int
+    currency: str
+
+    def to_wire(self) -> dict[str, str]:
+        return {"currency": self.currency, "value": str(self.minor)}
+
+    @classmethod
+    def from_wire(cls, amount: dict[str, object]) -> Money:
+        currency, value = amount.get("currency"), amount.get("value")
+        if not isinstance(currency, str) or not isinstance(value, str):
+            raise MoneyError("amount needs string currency and value")
+        exponent(currency)
+        if not value.isdigit() or len(value) > MAX_DIGITS:
+            raise MoneyError(f"amount value {value!r} is not a whole number of minor units")
+        return cls(int(value), currency)
+
+    def __str__(self) -> str:
+        return format_minor(self.minor, self.currency)
+
+
+def to_decimal(minor: int, currency: str) -> Decimal:
+    return Decimal(minor).scaleb(-exponent(currency))
+
+
+def format_minor(minor: int, currency: str, locale: str = "en_US") -> str:
+    """``format_minor(120000, "JPY") == "¥120,000"``; locale-aware via Babel."""
+    places = exponent(currency)
+    # An explicit pattern: Babel's own digit table disagrees with Antom's (IDR, TWD).
+    pattern = "¤#,##0" + ("." + "0" * places if places else "")
+    return format_currency(
+        to_decimal(minor, currency), currency, format=pattern, locale=locale, currency_digits=False
+    )
+
+
+def format_plain(minor: int, currency: str) -> str:
+    """The amount as an agent would type it back: ``1234.50``, no symbol, no grouping."""
+    places = exponent(currency)
+    return f"{to_decimal(minor, currency):.{places}f}"
+
+
+_SYMBOLS_CACHE: dict[str, set[str]] = {}
+
+
+def _symbols(currency: str) -> set[str]:
+    if currency not in _SYMBOLS_CACHE:
+        found = {currency}
+        for locale in ("en_US", "en_GB", "ja_JP", "zh_CN", "ko_KR", "id_ID", "en_IN"):
+            found.add(get_currency_symbol(currency, locale=locale))
+        _SYMBOLS_CACHE[currency] = found | {"$", "¥", "￥", "€", "£", "₩", "₱", "฿", "Rp"}
+    return _SYMBOLS_CACHE[currency]
+
+
+def parse_amount(text: str, currency: str) -> int:
+    """Parse what an agent types ("12.5", "1,234.56", "¥500") into minor units.
+
+    Raises :class:`MoneyError` with a message specific to what is wrong.
+    """
+    places = exponent(currency)
+    raw = text.strip()
+    if not raw:
+        raise MoneyError("Enter an amount")
+    for symbol in sorted(_symbols(currency), key=len, reverse=True):
+        if raw.upper().startswith(symbol.upper()):
+            raw = raw[len(symbol) :].strip()
+            break
+        if raw.upper().endswith(symbol.upper()):
+            raw = raw[: -len(symbol)].strip()
+            break
+    if raw.startswith("-") or raw.startswith("−"):
+        raise MoneyError("The amount cannot be negative")
+    if not re.fullmatch(r"[0-9][0-9,]*(\.[0-9]*)?|\.[0-9]+", raw):
+        raise MoneyError(f"{text.strip()!r} is not a number")
+    if "," in raw and not re.fullmatch(r"[0-9]{1,3}(,[0-9]{3})*(\.[0-9]*)?", raw):
+        raise MoneyError("Use commas only between groups of three digits, like 1,234.56")
+    try:
+        value = Decimal(raw.replace(",", ""))
+    except InvalidOperation:
+        raise MoneyError(f"{text.strip()!r} is not a number") from None
+    written_places = len(raw.partition(".")[2].rstrip("0"))
+    if written_places > places:
+        if places == 0:
+            raise MoneyError(f"{currency} has no minor unit: enter a whole number")
+        raise MoneyError(f"{currency} allows at most {places} decimal places")
+    minor = int(value.scaleb(places))
+    if minor == 0:
+        raise MoneyError("The amount must be greater than zero")
+    if len(str(minor)) > MAX_DIGITS:
+        raise MoneyError(f"The amount is too large (at most {MAX_DIGITS} digits)")
+    return minor
+
+
+def minor_unit_problem(minor: int, currency: str) -> str | None:
+    """A currency rule an amount in minor units breaks, or None (IDR must end in 00)."""
+    multiple = MINOR_MULTIPLE.get(currency)
+    if multiple and minor % multiple:
+        step = format_minor(multiple, currency)
+        return f"{currency} amounts must be a multiple of {step}"
+    return None
