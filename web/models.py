@@ -1,0 +1,199 @@
+"""Database tables (SQLModel). The Alembic history under web/migrations is the schema.
+
+Money columns are integer minor units of the row's currency. Timestamps are UTC and
+always come back timezone-aware, on SQLite too (see ``UTCDateTime``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Stores UTC; returns aware datetimes on every backend (SQLite drops the zone)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def ts(**kw: Any) -> Any:
+    return Field(sa_type=UTCDateTime, **kw)
+
+
+class Role(StrEnum):
+    AGENT = "agent"
+    LEAD = "lead"
+    ADMIN = "admin"
+
+
+class RefundStatus(StrEnum):
+    """A refund's life. Only ever moves forward along PENDING → PROCESSING → final.
+
+    PENDING: written ahead, the Antom call may or may not have left the building.
+    PROCESSING: Antom accepted it (U / REFUND_IN_PROCESS) or the outcome is unknown.
+    """
+
+    PENDING = "pending"
+    PROCESSING = "processing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+    @property
+    def final(self) -> bool:
+        return self in (RefundStatus.SUCCEEDED, RefundStatus.FAILED)
+
+
+class EventSource(StrEnum):
+    """Who or what caused a refund's change of state."""
+
+    AGENT = "agent"
+    ANTOM_RESPONSE = "antom_response"
+    WEBHOOK = "webhook"
+    POLLER = "poller"
+    RECONCILIATION = "reconciliation"
+    SYSTEM = "system"
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    email: str = Field(max_length=254, unique=True, index=True)
+    name: str = Field(max_length=120)
+    role: Role = Field(sa_type=sa.String(16))
+    password_hash: str = Field(max_length=255)
+    active: bool = True
+    # Bumped to revoke every session of this user (sign out everywhere, role change).
+    session_version: int = 1
+    created_at: datetime = ts(default_factory=utcnow)
+
+
+class AgentLimit(SQLModel, table=True):
+    """Largest single refund a user may issue in a currency; no row means no limit."""
+
+    __tablename__ = "agent_limits"
+    __table_args__ = (sa.UniqueConstraint("user_id", "currency"),)
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    user_id: int = Field(foreign_key="users.id", sa_type=BigId)
+    currency: str = Field(max_length=3)
+    max_minor: int = Field(sa_type=sa.BigInteger)
+
+
+class Payment(SQLModel, table=True):
+    """An Antom payment as the desk knows it, with its refund bookkeeping.
+
+    ``reserved_minor`` is money held by refunds not yet final; the CHECK makes
+    over-refunding impossible whatever path writes these columns.
+    """
+
+    __tablename__ = "payments"
+    __table_args__ = (
+        sa.CheckConstraint(
+            "refunded_minor >= 0 AND reserved_minor >= 0 "
+            "AND refunded_minor + reserved_minor <= captured_minor",
+            name="ck_payments_refund_within_captured",
+        ),
+        sa.Index("ix_payments_created_id", "created_at", "id"),
+        sa.Index("ix_payments_amount_id", "amount_minor", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    payment_id: str = Field(max_length=64, unique=True, index=True)
+    payment_request_id: str = Field(max_length=64, index=True)
+    reference_order_id: str | None = Field(default=None, max_length=64, index=True)
+    buyer_email: str | None = Field(default=None, max_length=254, index=True)
+    buyer_name: str | None = Field(default=None, max_length=120)
+    method: str = Field(max_length=32, index=True)
+    currency: str = Field(max_length=3, index=True)
+    amount_minor: int = Field(sa_type=sa.BigInteger)
+    captured_minor: int = Field(default=0, sa_type=sa.BigInteger)
+    refunded_minor: int = Field(default=0, sa_type=sa.BigInteger)
+    reserved_minor: int = Field(default=0, sa_type=sa.BigInteger)
+    # Refunds that succeeded or are in flight: the single-refund rule counts these.
+    refund_count: int = 0
+    # Antom's paymentStatus: SUCCESS, PROCESSING, FAIL, CANCELLED, PENDING.
+    status: str = Field(max_length=16, index=True)
+    dispute_open: bool = False
+    paid_at: datetime | None = ts(default=None)
+    created_at: datetime = ts(default_factory=utcnow)
+    updated_at: datetime = ts(default_factory=utcnow)
+
+
+class Refund(SQLModel, table=True):
+    __tablename__ = "refunds"
+    __table_args__ = (
+        sa.CheckConstraint("amount_minor > 0", name="ck_refunds_amount_positive"),
+        sa.Index("ix_refunds_created_id", "created_at", "id"),
+        sa.Index("ix_refunds_status_next_check", "status", "next_check_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    # Our idempotency key at Antom; never changes once written, reused on every retry.
+    refund_request_id: str = Field(max_length=64, unique=True, index=True)
+    payment_pk: int = Field(foreign_key="payments.id", index=True, sa_type=BigId)
+    refund_id: str | None = Field(default=None, max_length=64, unique=True)
+    currency: str = Field(max_length=3)
+    amount_minor: int = Field(sa_type=sa.BigInteger)
+    status: RefundStatus = Field(sa_type=sa.String(16), index=True)
+    reason: str = Field(max_length=64)
+    note: str | None = Field(default=None, max_length=256)
+    # Last result from Antom, for the agent and the timeline.
+    result_code: str | None = Field(default=None, max_length=64)
+    result_message: str | None = Field(default=None, max_length=256)
+    agent_id: int | None = Field(default=None, foreign_key="users.id", index=True, sa_type=BigId)
+    # Refunds made outside the desk (Antom Dashboard) learnt from webhooks or inquiries.
+    external: bool = False
+    # Unique per rendered form: a double submit of the same form hits this constraint.
+    form_token: str | None = Field(default=None, max_length=64, unique=True)
+    attempts: int = 0
+    next_check_at: datetime | None = ts(default=None)
+    lease_owner: str | None = Field(default=None, max_length=64)
+    lease_until: datetime | None = ts(default=None)
+    refunded_at: datetime | None = ts(default=None)
+    created_at: datetime = ts(default_factory=utcnow)
+    updated_at: datetime = ts(default_factory=utcnow)
+
+
+class RefundEvent(SQLModel, table=True):
+    """The timeline: every change of a refund's state, with who or what caused it."""
+
+    __tablename__ = "refund_events"
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    refund_pk: int = Field(foreign_key="refunds.id", index=True, sa_type=BigId)
+    at: datetime = ts(default_factory=utcnow)
+    source: EventSource = Field(sa_type=sa.String(24))
+    actor_id: int | None = Field(default=None, foreign_key="users.id", sa_type=BigId)
+    from_status: str | None = Field(default=None, max_length=16)
+    to_status: str | None = Field(default=None, max_length=16)
+    summary: str = Field(max_length=256)
+    # Request/response exchange with Antom (secrets redacted), result codes, request id.
+    detail: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
+    request_id: str | None = Field(default=None, max_length=64)
