@@ -1,0 +1,1 @@
+"""App fixtures (app-foundation engineer fills this in)."""

@@ -1,0 +1,1 @@
+"""Simulator fixtures (simulator engineer fills this in)."""
