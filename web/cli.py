@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import click
 
+from web.demo import demo
+from web.jobs import poller_command
+from web.manage import migrate_command, serve, users
+from web.sim.cli import sim
+
 
 @click.group()
 def main() -> None:
@@ -11,3 +16,9 @@ def main() -> None:
 
 
 # Subcommands are added below, one line per area (e.g. ``main.add_command(sim)``).
+main.add_command(users)  # app-foundation: users, migrate and serve below
+main.add_command(migrate_command)
+main.add_command(serve)
+main.add_command(sim)  # simulator engineer: the Antom simulator
+main.add_command(poller_command)  # status engineer: the inquiry poller worker
+main.add_command(demo)  # lead: the demo on SQLite with the simulator and seeded data

@@ -12,7 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field, SQLModel, col
 
 
 def utcnow() -> datetime:
@@ -95,7 +95,11 @@ class User(SQLModel, table=True):
 
 
 class AgentLimit(SQLModel, table=True):
-    """Largest single refund a user may issue in a currency; no row means no limit."""
+    """Largest single refund a user may issue in a currency.
+
+    Without a row, agents cannot refund in that currency at all, while leads and admins
+    are unlimited (web.services.refunds.agent_limit_minor).
+    """
 
     __tablename__ = "agent_limits"
     __table_args__ = (sa.UniqueConstraint("user_id", "currency"),)
@@ -197,3 +201,114 @@ class RefundEvent(SQLModel, table=True):
     # Request/response exchange with Antom (secrets redacted), result codes, request id.
     detail: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
     request_id: str | None = Field(default=None, max_length=64)
+
+
+# List-page indexes (web/services/listing.py). The search box matches buyer email and
+# name by case-insensitive prefix: ``lower(col) LIKE 'ab%'`` can only use an index on
+# ``lower(col)``, and on PostgreSQL only one with ``text_pattern_ops`` unless the database
+# collation is C. Other backends ignore postgresql_ops.
+sa.Index(
+    "ix_payments_buyer_email_lower",
+    sa.func.lower(col(Payment.buyer_email)).label("buyer_email_lower"),
+    postgresql_ops={"buyer_email_lower": "text_pattern_ops"},
+)
+sa.Index(
+    "ix_payments_buyer_name_lower",
+    sa.func.lower(col(Payment.buyer_name)).label("buyer_name_lower"),
+    postgresql_ops={"buyer_name_lower": "text_pattern_ops"},
+)
+# "Paid between" filters seek on paid_at; the id makes the range scan ordered like a page.
+sa.Index("ix_payments_paid_id", col(Payment.paid_at), col(Payment.id))
+# Refunds sorted by amount page through this the way ix_refunds_created_id serves time.
+sa.Index("ix_refunds_amount_id", col(Refund.amount_minor), col(Refund.id))
+
+
+class WebhookEvent(SQLModel, table=True):
+    """A verified Antom notification, stored before anything acts on it (the inbox).
+
+    ``dedupe_key`` (notify type + object id + status) makes re-deliveries a no-op;
+    ``processed_at`` stays empty until the state it carries has been applied, so a
+    crash between storing and applying is finished by the next delivery or the poller.
+    """
+
+    __tablename__ = "webhook_events"
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    dedupe_key: str = Field(max_length=200, unique=True)
+    notify_type: str = Field(max_length=40, index=True)
+    refund_request_id: str | None = Field(default=None, max_length=64, index=True)
+    refund_id: str | None = Field(default=None, max_length=64)
+    payment_id: str | None = Field(default=None, max_length=64, index=True)
+    # refundStatus, resultStatus or disputeNotificationType, whichever the type carries.
+    status: str | None = Field(default=None, max_length=32)
+    # The exact bytes received (UTF-8): what the signature covered.
+    body: str = Field(sa_type=sa.Text)
+    client_id: str = Field(max_length=128)
+    request_time: str = Field(max_length=64)
+    received_at: datetime = ts(default_factory=utcnow)
+    processed_at: datetime | None = ts(default=None, index=True)
+    # applied, duplicate, stale, orphan, mismatch, ignored
+    outcome: str | None = Field(default=None, max_length=32)
+    request_id: str | None = Field(default=None, max_length=64)
+
+
+class RejectedWebhook(SQLModel, table=True):
+    """A notification that failed verification, kept only to diagnose it (capped)."""
+
+    __tablename__ = "rejected_webhooks"
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    received_at: datetime = ts(default_factory=utcnow, index=True)
+    reason: str = Field(max_length=32, index=True)
+    detail: str | None = Field(default=None, max_length=256)
+    path: str = Field(max_length=256)
+    client_id: str | None = Field(default=None, max_length=128)
+    request_time: str | None = Field(default=None, max_length=64)
+    signature: str | None = Field(default=None, max_length=1024)
+    body_size: int = 0
+    body_sha256: str = Field(max_length=64)
+    # The start of the body only: enough to see what was sent, bounded in size.
+    body_excerpt: str = Field(default="", sa_type=sa.Text)
+    remote_addr: str | None = Field(default=None, max_length=64)
+    request_id: str | None = Field(default=None, max_length=64)
+
+
+class AlertKind(StrEnum):
+    """Things a lead has to look at; the desk never resolves these by itself."""
+
+    EXTERNAL_REFUND = "external_refund"  # a refund Antom made that the desk did not issue
+    ORPHAN_NOTIFICATION = "orphan_notification"  # about a payment the desk does not know
+    STUCK = "stuck"  # not final after the configured age
+    MISMATCH = "mismatch"  # Antom's amount/currency differs from the desk's row
+    CONTRADICTION = "contradiction"  # Antom reports a final state opposite to the desk's
+
+
+class Alert(SQLModel, table=True):
+    __tablename__ = "alerts"
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    # One alert per subject and kind (e.g. "stuck:refund:12"): raising twice is a no-op.
+    dedupe_key: str = Field(max_length=200, unique=True)
+    kind: AlertKind = Field(sa_type=sa.String(32), index=True)
+    refund_pk: int | None = Field(default=None, foreign_key="refunds.id", index=True, sa_type=BigId)
+    payment_pk: int | None = Field(default=None, foreign_key="payments.id", sa_type=BigId)
+    webhook_event_pk: int | None = Field(
+        default=None, foreign_key="webhook_events.id", sa_type=BigId
+    )
+    message: str = Field(max_length=256)
+    detail: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
+    created_at: datetime = ts(default_factory=utcnow)
+    resolved_at: datetime | None = ts(default=None, index=True)
+    resolved_by: int | None = Field(default=None, foreign_key="users.id", sa_type=BigId)
+
+
+class PollerHeartbeat(SQLModel, table=True):
+    """One row per running poller: /healthz and the metrics read liveness from here."""
+
+    __tablename__ = "poller_heartbeats"
+
+    owner: str = Field(primary_key=True, max_length=64)
+    started_at: datetime = ts(default_factory=utcnow)
+    last_loop_at: datetime = ts(default_factory=utcnow)
+    checks: int = Field(default=0, sa_type=sa.BigInteger)
+    rate_limit_hits: int = Field(default=0, sa_type=sa.BigInteger)

@@ -36,6 +36,8 @@ class Code(StrEnum):
     PARTIAL_REFUND_NOT_SUPPORTED = "PARTIAL_REFUND_NOT_SUPPORTED"
     MULTIPLE_REFUNDS_NOT_SUPPORTED = "MULTIPLE_REFUNDS_NOT_SUPPORTED"
     MERCHANT_BALANCE_NOT_ENOUGH = "MERCHANT_BALANCE_NOT_ENOUGH"
+    # A desk rule, not Antom's: the largest single refund this agent may issue.
+    AGENT_LIMIT = "AGENT_LIMIT"
 
 
 class Field(StrEnum):
@@ -207,3 +209,16 @@ def check_refund(
             "The merchant balance is too low for this refund",
         )
     return found
+
+
+def check_agent_limit(
+    limit_minor: int | None, amount_minor: int, currency: str
+) -> Violation | None:
+    """The desk's per-agent cap on a single refund (``None``: no cap; 0: no refunds at all)."""
+    if limit_minor is None or amount_minor <= limit_minor:
+        return None
+    if limit_minor <= 0:
+        message = f"You cannot issue refunds in {currency}; ask a team lead"
+    else:
+        message = f"Your limit is {format_minor(limit_minor, currency)} per refund; ask a team lead"
+    return Violation(Code.AGENT_LIMIT, Field.AMOUNT, message)

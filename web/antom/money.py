@@ -30,6 +30,7 @@ MINOR_MULTIPLE: dict[str, int] = {"IDR": 100}
 
 MAX_DIGITS = 16  # Amount.value is String(16)
 _CODE = re.compile(r"^[A-Z]{3}$")
+_WIRE_VALUE = re.compile(r"[0-9]+")
 
 
 class MoneyError(ValueError):
@@ -61,7 +62,8 @@ class Money:
         if not isinstance(currency, str) or not isinstance(value, str):
             raise MoneyError("amount needs string currency and value")
         exponent(currency)
-        if not value.isdigit() or len(value) > MAX_DIGITS:
+        # str.isdigit() would let "²" or Arabic-Indic digits through; the wire is ASCII.
+        if not _WIRE_VALUE.fullmatch(value) or len(value) > MAX_DIGITS:
             raise MoneyError(f"amount value {value!r} is not a whole number of minor units")
         return cls(int(value), currency)
 
@@ -89,16 +91,49 @@ def format_plain(minor: int, currency: str) -> str:
     return f"{to_decimal(minor, currency):.{places}f}"
 
 
-_SYMBOLS_CACHE: dict[str, set[str]] = {}
+# Signs people type for each Antom currency that Babel's symbols below may miss. A sign of
+# another currency is refused rather than ignored: "€12" on a USD payment is a mistake.
+_LOCAL_SIGNS: dict[str, str] = {
+    "AUD": "$ AU$",
+    "BDT": "৳ Tk",
+    "BRL": "R$",
+    "CAD": "$ C$",
+    "CLP": "$",
+    "CNY": "¥ ￥ 元 RMB",
+    "EUR": "€",
+    "GBP": "£",
+    "HKD": "$",
+    "IDR": "Rp",
+    "JPY": "¥ ￥ 円",
+    "KRW": "₩ ￦ 원",
+    "MXN": "$",
+    "MYR": "RM",
+    "NZD": "$",
+    "PEN": "S/",
+    "PHP": "₱",
+    "PKR": "Rs",
+    "PLN": "zł",
+    "SGD": "$ S$",
+    "THB": "฿",
+    "TWD": "$ NT$",
+    "USD": "$",
+    "VND": "₫",
+}
+_SYMBOLS_CACHE: dict[str, list[str]] = {}
 
 
-def _symbols(currency: str) -> set[str]:
+def _symbols(currency: str) -> list[str]:
+    """This currency's signs, longest first (so "CA$" is stripped before "$")."""
     if currency not in _SYMBOLS_CACHE:
-        found = {currency}
+        found = {currency, *_LOCAL_SIGNS.get(currency, "").split()}
         for locale in ("en_US", "en_GB", "ja_JP", "zh_CN", "ko_KR", "id_ID", "en_IN"):
             found.add(get_currency_symbol(currency, locale=locale))
-        _SYMBOLS_CACHE[currency] = found | {"$", "¥", "￥", "€", "£", "₩", "₱", "฿", "Rp"}
+        _SYMBOLS_CACHE[currency] = sorted(found, key=len, reverse=True)
     return _SYMBOLS_CACHE[currency]
+
+
+_FOREIGN_SIGN = re.compile(r"^[^0-9.,\s]+|[^0-9.,\s]+$")
+_NUMBER = re.compile(r"[0-9][0-9,]*(\.[0-9]*)?|\.[0-9]+")
 
 
 def parse_amount(text: str, currency: str) -> int:
@@ -110,7 +145,7 @@ def parse_amount(text: str, currency: str) -> int:
     raw = text.strip()
     if not raw:
         raise MoneyError("Enter an amount")
-    for symbol in sorted(_symbols(currency), key=len, reverse=True):
+    for symbol in _symbols(currency):
         if raw.upper().startswith(symbol.upper()):
             raw = raw[len(symbol) :].strip()
             break
@@ -119,7 +154,12 @@ def parse_amount(text: str, currency: str) -> int:
             break
     if raw.startswith("-") or raw.startswith("−"):
         raise MoneyError("The amount cannot be negative")
-    if not re.fullmatch(r"[0-9][0-9,]*(\.[0-9]*)?|\.[0-9]+", raw):
+    sign = _FOREIGN_SIGN.search(raw)
+    if sign and _NUMBER.fullmatch(raw.replace(sign.group(0), "", 1).strip()):
+        raise MoneyError(
+            f"{sign.group(0)!r} is not a {currency} sign; enter the amount in {currency}"
+        )
+    if not _NUMBER.fullmatch(raw):
         raise MoneyError(f"{text.strip()!r} is not a number")
     if "," in raw and not re.fullmatch(r"[0-9]{1,3}(,[0-9]{3})*(\.[0-9]*)?", raw):
         raise MoneyError("Use commas only between groups of three digits, like 1,234.56")
@@ -127,7 +167,9 @@ def parse_amount(text: str, currency: str) -> int:
         value = Decimal(raw.replace(",", ""))
     except InvalidOperation:
         raise MoneyError(f"{text.strip()!r} is not a number") from None
-    written_places = len(raw.partition(".")[2].rstrip("0"))
+    # Trailing zeros count: "10.000" may be ten thousand written the Indonesian or German
+    # way, and reading it as 10.00 would refund a hundredth of what was meant.
+    written_places = len(raw.partition(".")[2])
     if written_places > places:
         if places == 0:
             raise MoneyError(f"{currency} has no minor unit: enter a whole number")

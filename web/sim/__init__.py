@@ -1,0 +1,1 @@
+"""The Antom simulator: a signed, stateful stand-in for the Antom gateway (see app.py)."""

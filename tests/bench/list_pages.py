@@ -1,0 +1,286 @@
+"""Benchmark: the payments and refunds list pages on a big PostgreSQL database.
+
+Not a pytest module (no ``test_`` prefix). Run it by hand::
+
+    uv run python tests/bench/list_pages.py                       # smoke: 3k payments, 10k refunds
+    uv run python tests/bench/list_pages.py --payments 300000 --refunds 1000000
+
+It creates a scratch database on the server in ``--database-url``, fills it with
+``generate_series`` (one INSERT ... SELECT per table, no Python row loop), builds the
+app with ``create_app``, signs in, and for each scenario prints the p50/p95 time of the
+whole page request (routing, auth, queries, template) next to the p50/p95 of the bare
+SQL query the page's rows need, and their ratio. The database is dropped at the end
+unless ``--keep`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import sqlalchemy as sa
+from litestar.testing import AsyncTestClient
+from sqlmodel import SQLModel
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from web.app import create_app
+from web.db import make_engine, session_scope
+from web.services.listing import PAGE_SIZE, Cursor, _time_key
+from web.services.users import create_user
+from web.settings import Settings
+
+PASSWORD = "benchmark password 1234"
+METHODS = ["ALIPAY_CN", "ALIPAY_HK", "GCASH", "DANA", "KAKAOPAY", "TRUEMONEY", "CARD"]
+CURRENCIES = ["USD", "JPY", "HKD", "PHP", "KRW"]
+
+
+def conninfo(url: str) -> str:
+    return re.sub(r"^postgres(ql)?(\+psycopg)?://", "postgresql://", url)
+
+
+def fill_sql(payments: int, refunds: int) -> list[str]:
+    methods = "ARRAY[" + ",".join(f"'{m}'" for m in METHODS) + "]"
+    currencies = "ARRAY[" + ",".join(f"'{c}'" for c in CURRENCIES) + "]"
+    return [
+        # 20 agents to spread refunds over.
+        """INSERT INTO users (email, name, role, password_hash, active, session_version, created_at)
+           SELECT 'bench' || g || '@desk.test', 'Bench Agent ' || g, 'agent', 'x', true, 1, now()
+           FROM generate_series(1, 20) g""",
+        # Created times step 20 s but are cut to the minute: three payments share each
+        # timestamp, so the keyset tie-break on id is exercised at scale.
+        f"""INSERT INTO payments (payment_id, payment_request_id, reference_order_id, buyer_email,
+               buyer_name, method, currency, amount_minor, captured_minor, refunded_minor,
+               reserved_minor, refund_count, status, dispute_open, paid_at, created_at, updated_at)
+           SELECT '2026BENCH' || lpad(g::text, 10, '0'), 'REQ-' || g, 'ORDER-' || g,
+                  'buyer' || (g % 100000) || '@example.com', 'Buyer ' || (g % 100000),
+                  ({methods})[1 + g % {len(METHODS)}], ({currencies})[1 + g % {len(CURRENCIES)}],
+                  100 + (g * 7919) % 100000, 100 + (g * 7919) % 100000, 0, 0, 0,
+                  CASE WHEN g % 50 = 0 THEN 'FAIL' ELSE 'SUCCESS' END, false,
+                  date_trunc('minute', timestamptz '2025-01-01' + g * interval '20 seconds'),
+                  date_trunc('minute', timestamptz '2025-01-01' + g * interval '20 seconds'),
+                  now()
+           FROM generate_series(1::bigint, {payments}) g""",
+        f"""INSERT INTO refunds (refund_request_id, payment_pk, refund_id, currency, amount_minor,
+               status, reason, agent_id, external, attempts, created_at, updated_at)
+           SELECT 'rd_bench_' || g, p.id, 'REF' || g, p.currency, 1 + g % 50,
+                  (ARRAY['succeeded','succeeded','succeeded','succeeded','succeeded',
+                         'succeeded','succeeded','processing','failed','pending'])[1 + g % 10],
+                  'customer_request', CASE WHEN g % 25 = 0 THEN NULL ELSE 1 + g % 20 END,
+                  g % 25 = 0, 1,
+                  p.created_at + ((g % 600) * interval '1 minute'), now()
+           FROM generate_series(1::bigint, {refunds}) g
+           JOIN payments p ON p.id = 1 + (g * 7) % {payments}""",
+        "ANALYZE",
+    ]
+
+
+@dataclass
+class Scenario:
+    name: str
+    url: str
+    sql: str
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def timed(fn: Callable[[], Awaitable[object]], runs: int) -> list[float]:
+    await fn()  # warm caches and prepared plans
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        await fn()
+        samples.append((time.perf_counter() - start) * 1000)
+    return samples
+
+
+def cursor_at(conn: psycopg.Connection, table: str, page: int, where: str = "") -> tuple[str, int]:
+    """The next-link cursor that leads to ``page`` (newest first), clamped to the last page.
+
+    Found with OFFSET once, here in setup: the page itself is then read by keyset.
+    """
+    total = conn.execute(f"SELECT count(*) FROM {table} {where}").fetchone()[0]
+    page = max(2, min(page, (total - 1) // PAGE_SIZE + 1))
+    row = conn.execute(
+        f"SELECT created_at, id FROM {table} {where} "
+        "ORDER BY created_at DESC, id DESC OFFSET %s LIMIT 1",
+        ((page - 1) * PAGE_SIZE - 1,),
+    ).fetchone()
+    return Cursor("time", _time_key(row[0]), row[1]).encode(), page
+
+
+async def run(args: argparse.Namespace) -> None:
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("web").setLevel(logging.CRITICAL)
+    server = conninfo(args.database_url)
+    name = f"bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    db_conninfo = server.rsplit("/", 1)[0] + f"/{name}"
+    url = db_conninfo.replace("postgresql://", "postgresql+psycopg://", 1)
+    try:
+        engine = make_engine(url)
+        async with engine.begin() as conn:
+            await conn.run_sync(SQLModel.metadata.create_all)
+        started = time.perf_counter()
+        with psycopg.connect(db_conninfo, autocommit=True) as conn:
+            for statement in fill_sql(args.payments, args.refunds):
+                conn.execute(statement)  # type: ignore[arg-type]
+        print(
+            f"filled {args.payments:,} payments and {args.refunds:,} refunds "
+            f"in {time.perf_counter() - started:.1f} s"
+        )
+        async with session_scope(engine) as session:
+            user = await create_user(
+                session, email="lead@bench.test", name="Bench Lead", role="lead", password=PASSWORD
+            )
+            assert user.id is not None
+
+        with psycopg.connect(db_conninfo, autocommit=True) as conn:
+            pay_cursor, pay_page = cursor_at(conn, "payments", args.deep_page)
+            ref_cursor, ref_page = cursor_at(conn, "refunds", args.deep_page)
+            pay_key = Cursor.decode(pay_cursor, "time")
+            ref_key = Cursor.decode(ref_cursor, "time")
+            assert pay_key and ref_key
+        limit = PAGE_SIZE + 1
+        seek = "(created_at, id) < (to_timestamp({k} / 1e6), {i})"
+        scenarios = [
+            Scenario(
+                "payments, first page",
+                "/payments",
+                f"SELECT * FROM payments ORDER BY created_at DESC, id DESC LIMIT {limit}",
+            ),
+            Scenario(
+                "payments, JPY + succeeded",
+                "/payments?currency=JPY&status=SUCCESS",
+                "SELECT * FROM payments WHERE currency = 'JPY' AND status = 'SUCCESS' "
+                f"ORDER BY created_at DESC, id DESC LIMIT {limit}",
+            ),
+            Scenario(
+                "payments, email prefix",
+                "/payments?q=buyer4242",
+                "SELECT * FROM payments WHERE lower(buyer_email) LIKE 'buyer4242%' "
+                f"ORDER BY created_at DESC, id DESC LIMIT {limit}",
+            ),
+            Scenario(
+                f"payments, page {pay_page:,}",
+                f"/payments?cursor={pay_cursor}",
+                "SELECT * FROM payments WHERE "
+                + seek.format(k=pay_key.key, i=pay_key.id)
+                + f" ORDER BY created_at DESC, id DESC LIMIT {limit}",
+            ),
+            Scenario(
+                "refunds, first page",
+                "/refunds",
+                f"SELECT * FROM refunds ORDER BY created_at DESC, id DESC LIMIT {limit}",
+            ),
+            Scenario(
+                "refunds, processing",
+                "/refunds?status=processing",
+                "SELECT * FROM refunds WHERE status = 'processing' "
+                f"ORDER BY created_at DESC, id DESC LIMIT {limit}",
+            ),
+            Scenario(
+                f"refunds, page {ref_page:,}",
+                f"/refunds?cursor={ref_cursor}",
+                "SELECT * FROM refunds WHERE "
+                + seek.format(k=ref_key.key, i=ref_key.id)
+                + f" ORDER BY created_at DESC, id DESC LIMIT {limit}",
+            ),
+        ]
+
+        with tempfile.TemporaryDirectory() as tmp:
+            settings = Settings(
+                database_url=url,
+                secret_key="bench-only-key-2f9c1e8d7a6b5c4d3e2f1a0b9c8d7e6f",
+                environment="test",
+                data_dir=Path(tmp),
+            )
+            app = create_app(settings)
+            async with AsyncTestClient(app=app, base_url="http://127.0.0.1:8000") as client:
+                login = await client.get("/login")
+                token = re.search(r'name="_csrf_token" value="([^"]+)"', login.text)
+                assert token
+                signed = await client.post(
+                    "/login",
+                    data={
+                        "_csrf_token": token.group(1),
+                        "email": "lead@bench.test",
+                        "password": PASSWORD,
+                    },
+                    follow_redirects=False,
+                )
+                assert signed.status_code == 303, signed.text
+
+                print(
+                    f"\n{'scenario':<28} {'page p50':>9} {'p95':>7} {'SQL p50':>9} {'p95':>7}"
+                    f" {'page/SQL':>9}  plan"
+                )
+                for sc in scenarios:
+
+                    async def page(url: str = sc.url) -> None:
+                        answer = await client.get(url)
+                        assert answer.status_code == 200, answer.text[:500]
+
+                    async def bare(sql: str = sc.sql) -> None:
+                        async with engine.connect() as conn:
+                            (await conn.execute(sa.text(sql))).fetchall()
+
+                    page_ms = await timed(page, args.runs)
+                    sql_ms = await timed(bare, args.runs)
+                    async with engine.connect() as conn:
+                        plan = (await conn.execute(sa.text("EXPLAIN " + sc.sql))).fetchall()
+                    lines = [r[0].strip().lstrip("-> ") for r in plan]
+                    top = next(
+                        (line for line in lines if "Index" in line),
+                        next((line for line in lines if "Scan" in line), lines[0]),
+                    ).split("  (")[0]
+                    p50, s50 = statistics.median(page_ms), statistics.median(sql_ms)
+                    print(
+                        f"{sc.name:<28} {p50:>7.1f}ms {percentile(page_ms, 0.95):>5.1f}ms"
+                        f" {s50:>7.2f}ms {percentile(sql_ms, 0.95):>5.2f}ms"
+                        f" {p50 / s50:>8.1f}x  {top}"
+                    )
+        await engine.dispose()
+    finally:
+        if not args.keep:
+            with psycopg.connect(server, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        else:
+            print(f"kept database {name}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get(
+            "TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+        ),
+        help="a PostgreSQL server URL; a scratch database is created next to it",
+    )
+    parser.add_argument("--payments", type=int, default=3_000)
+    parser.add_argument("--refunds", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=20, help="timed requests per scenario")
+    parser.add_argument("--deep-page", type=int, default=1_000, help="the far page to time")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch database")
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

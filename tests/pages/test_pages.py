@@ -1,0 +1,475 @@
+"""The pages through HTTP: lists, filters, pagination, fragments, detail pages, the refund form."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from html import unescape
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from sqlmodel import select
+
+from tests.pages.conftest import Desk
+from tests.pages.factories import add_event, add_payment, add_refund
+from tests.support.simulator import SimHandle
+from web.models import EventSource, Payment, Refund, RefundStatus
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def _fragment(html: str) -> bool:
+    return "<html" not in html
+
+
+def _text(html: str) -> str:
+    """Visible text, whitespace collapsed (assertions on what an agent reads)."""
+    return re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", " ", html))).strip()
+
+
+def _next_href(html: str) -> str | None:
+    found = re.search(r'<a class="btn btn-small" href="([^"]+)" rel="next"', html)
+    return unescape(found.group(1)) if found else None
+
+
+async def _payments(desk: Desk, n: int, **kw: Any) -> list[Payment]:
+    async with desk.session() as s:
+        made = [
+            await add_payment(s, created_at=NOW - timedelta(minutes=i // 3), **kw) for i in range(n)
+        ]
+        await s.commit()
+    return made
+
+
+# ---------------------------------------------------------------- lists
+
+
+async def test_payments_list_is_a_page_or_a_fragment(desk: Desk) -> None:
+    await _payments(desk, 1, payment_id="2026PAYFRAG")
+    url = "/payments?q=2026PAYFRAG"
+
+    full = await desk.client.get(url)
+    assert full.status_code == 200
+    assert not _fragment(full.text) and 'id="payment-filters"' in full.text
+    assert "2026PAYFRAG" in full.text and full.headers["vary"] == "HX-Request"
+
+    swap = await desk.client.get(url, headers={"HX-Request": "true"})
+    assert _fragment(swap.text) and "2026PAYFRAG" in swap.text
+    assert 'id="payment-filters"' not in swap.text
+
+    # The back button after pushed URLs, and boosted links, must get whole pages.
+    for extra in ({"HX-History-Restore-Request": "true"}, {"HX-Boosted": "true"}):
+        page = await desk.client.get(url, headers={"HX-Request": "true", **extra})
+        assert not _fragment(page.text) and "2026PAYFRAG" in page.text, extra
+
+
+async def test_filters_keep_their_values_in_the_form(desk: Desk) -> None:
+    await _payments(desk, 2, currency="JPY", method="GCASH")
+    page = await desk.client.get(
+        "/payments?currency=JPY&method=GCASH&has_refunds=no&date_from=2026-01-01&sort=amount"
+    )
+    assert page.status_code == 200
+    assert re.search(r"<option selected>JPY</option>", page.text)
+    assert re.search(r'<option value="no" selected>No refunds</option>', page.text)
+    assert 'value="2026-01-01"' in page.text
+    assert re.search(r'<option value="amount" selected>Amount</option>', page.text)
+
+
+async def test_bad_filter_values_are_ignored_not_errors(desk: Desk) -> None:
+    await _payments(desk, 1)
+    page = await desk.client.get(
+        "/payments?date_from=yesterday&sort=drop+table&direction=sideways&cursor=%%%"
+    )
+    assert page.status_code == 200
+    assert "1 payment" in _text(page.text)
+
+
+async def test_search_and_filters_through_http(desk: Desk) -> None:
+    await _payments(desk, 3, currency="USD")
+    async with desk.session() as s:
+        await add_payment(
+            s, buyer_email="mei.chen@example.com", buyer_name="Mei Chen", currency="JPY"
+        )
+        await s.commit()
+    for query, expected in (
+        ("q=mei", 1),
+        ("q=MEI.CHEN%40EXAMPLE.COM", 1),
+        ("q=chen", 0),
+        ("currency=USD", 3),
+        ("currency=JPY&q=Mei", 1),
+    ):
+        page = await desk.client.get(f"/payments?{query}", headers={"HX-Request": "true"})
+        assert page.text.count('href="/payments/') == expected, query
+    empty = await desk.client.get("/payments?q=nobody", headers={"HX-Request": "true"})
+    assert "No payment matches these filters" in empty.text
+
+
+async def test_next_links_walk_the_whole_list_and_keep_filters(desk: Desk) -> None:
+    made = await _payments(desk, 60, currency="USD")
+    await _payments(desk, 5, currency="JPY")
+    expected = [
+        p.payment_id for p in sorted(made, key=lambda p: (p.created_at, p.id), reverse=True)
+    ]
+    seen: list[str] = []
+    url: str | None = "/payments?currency=USD"
+    pages = 0
+    while url:
+        page = await desk.client.get(url, headers={"HX-Request": "true"})
+        assert page.status_code == 200
+        seen += re.findall(r'class="mono">(2026PAY\d+)</a>', page.text)
+        nxt = _next_href(page.text)
+        if nxt:
+            assert parse_qs(urlsplit(nxt).query)["currency"] == ["USD"]
+            assert 'hx-push-url="true"' in page.text
+        url = nxt
+        pages += 1
+    assert pages == 3 and seen == expected
+
+
+async def test_totals_are_shown_capped_not_counted(
+    desk: Desk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from web.services import listing
+
+    monkeypatch.setattr(listing, "COUNT_CAP", 10)
+    await _payments(desk, 12)
+    page = await desk.client.get("/payments")
+    assert "10+ payments" in _text(page.text)
+
+
+async def test_refunds_list_filters_and_links(desk: Desk) -> None:
+    async with desk.session() as s:
+        payment = await add_payment(s, payment_id="2026PAYREFUNDS")
+        mine = await add_refund(s, payment, agent_id=desk.agent.id, amount_minor=1200)
+        external = await add_refund(
+            s, payment, external=True, status=RefundStatus.PROCESSING, amount_minor=300
+        )
+        await s.commit()
+    page = await desk.client.get("/refunds")
+    assert page.status_code == 200
+    text = _text(page.text)
+    assert "$12.00" in text and "$3.00" in text and desk.agent.name in text
+    assert f'href="/refunds/{mine.id}"' in page.text
+    assert 'href="/payments/' in page.text
+
+    only_external = await desk.client.get("/refunds?external=yes", headers={"HX-Request": "true"})
+    assert _fragment(only_external.text)
+    assert f"/refunds/{external.id}" in only_external.text
+    assert f'/refunds/{mine.id}"' not in only_external.text
+    by_agent = await desk.client.get(f"/refunds?agent={desk.agent.id}&status=succeeded")
+    assert f'/refunds/{mine.id}"' in by_agent.text
+    assert f'/refunds/{external.id}"' not in by_agent.text
+
+
+async def test_refund_detail_shows_the_timeline(desk: Desk) -> None:
+    async with desk.session() as s:
+        payment = await add_payment(s)
+        refund = await add_refund(s, payment, agent_id=desk.agent.id, status=RefundStatus.SUCCEEDED)
+        await add_event(
+            s,
+            refund,
+            source=EventSource.AGENT,
+            actor_id=desk.agent.id,
+            to_status="pending",
+            summary="Refund of $1.00 requested",
+            at=NOW,
+        )
+        await add_event(
+            s,
+            refund,
+            source=EventSource.WEBHOOK,
+            from_status="processing",
+            to_status="succeeded",
+            summary="notifyRefund SUCCESS",
+            detail={"request": {"body": {"refundStatus": "SUCCESS"}}},
+            request_id="req-77",
+            at=NOW + timedelta(seconds=5),
+        )
+        await s.commit()
+    page = await desk.client.get(f"/refunds/{refund.id}")
+    assert page.status_code == 200
+    text = _text(page.text)
+    assert text.index("Refund of $1.00 requested") < text.index("notifyRefund SUCCESS")
+    assert "Webhook" in text and "processing → succeeded" in text and desk.agent.name in text
+    assert "<details>" in page.text and '"refundStatus": "SUCCESS"' in page.text
+    missing = await desk.client.get("/refunds/999999")
+    assert missing.status_code == 404
+
+
+# ---------------------------------------------------------------- payment page and refund form
+
+
+async def _import(desk: Desk, sim: SimHandle, **kw: Any) -> tuple[str, int]:
+    """Create a payment at the simulator and bring it in with "Find a payment in Antom"."""
+    created = sim.create_payment(**kw)
+    answer = await desk.post_form("/payments/find", {"ref": created["paymentId"]})
+    assert answer.status_code == 200, answer.text  # followed the 303 to the payment page
+    found = re.search(r"/payments/(\d+)", str(answer.url))
+    assert found, answer.url
+    return created["paymentId"], int(found.group(1))
+
+
+async def test_find_in_antom_imports_and_redirects(desk: Desk, simulator: SimHandle) -> None:
+    payment_id, pk = await _import(desk, simulator, amount_minor=4500, buyer_email="x@y.z")
+    page = await desk.client.get(f"/payments/{pk}")
+    assert payment_id in page.text
+    # A second find for the same payment goes straight to it (no new row).
+    again = await desk.post_form("/payments/find", {"ref": payment_id})
+    assert str(again.url).endswith(f"/payments/{pk}")
+    async with desk.session() as s:
+        rows = (await s.exec(select(Payment).where(Payment.payment_id == payment_id))).all()
+    assert len(rows) == 1
+
+
+async def test_find_in_antom_explains_an_unknown_payment(desk: Desk) -> None:
+    answer = await desk.post_form("/payments/find", {"ref": "2026NOSUCHPAYMENT"})
+    assert answer.status_code == 422
+    assert 'id="find-error"' in answer.text
+    assert 'value="2026NOSUCHPAYMENT"' in answer.text
+
+
+async def test_payment_page_shows_amounts_rules_window_and_refunds(
+    desk: Desk, simulator: SimHandle
+) -> None:
+    _, pk = await _import(
+        desk,
+        simulator,
+        method="GCASH",
+        currency="USD",
+        amount_minor=20000,
+        paid_at=NOW - timedelta(days=30),
+    )
+    async with desk.session() as s:
+        payment = await s.get(Payment, pk)
+        assert payment is not None
+        await add_refund(s, payment, amount_minor=5000, status=RefundStatus.SUCCEEDED)
+        payment.refunded_minor, payment.reserved_minor, payment.refund_count = 5000, 2500, 2
+        await add_refund(s, payment, amount_minor=2500, status=RefundStatus.PROCESSING)
+        await s.commit()
+    page = await desk.client.get(f"/payments/{pk}")
+    assert page.status_code == 200
+    text = _text(page.text)
+    for fact in (
+        "Paid $200.00",
+        "Refunded $50.00",
+        "In flight $25.00",
+        "Still refundable $125.00",
+        "GCash refund rules",
+        "180 days from payment",
+        "(150 days left)",
+    ):
+        assert fact in text, fact
+    assert 'data-status="processing"' in page.text and 'data-status="succeeded"' in page.text
+    # The form starts with what is still refundable, in the payment's currency.
+    assert re.search(r'name="amount" value="125.00"', page.text)
+    assert re.search(r'name="currency" value="USD" readonly', page.text)
+
+
+def _form_fields(html: str) -> dict[str, str]:
+    fields = dict(re.findall(r'name="(form_token|refundable_token)" value="([^"]*)"', html))
+    assert set(fields) == {"form_token", "refundable_token"}, "hidden tokens missing"
+    return fields
+
+
+async def test_live_validation_messages_beside_each_field(desk: Desk, simulator: SimHandle) -> None:
+    _, pk = await _import(desk, simulator, currency="JPY", amount_minor=1200)
+    page = await desk.client.get(f"/payments/{pk}")
+    tokens = _form_fields(page.text)
+    url = f"/payments/{pk}/refunds/validate"
+
+    async def check(**fields: str) -> str:
+        body = {"amount": "1200", "currency": "JPY", "reason": "", "note": "", **tokens, **fields}
+        answer = await desk.post_form(url, body, htmx=True)
+        assert answer.status_code == 200
+        return answer.text
+
+    too_much = await check(amount="5000", reason="customer_request")
+    amount_box = re.search(r'id="refund-amount-errors"[^>]*>(.*?)</div>', too_much, re.S)
+    assert amount_box and "refundable" in amount_box.group(1)
+    assert re.search(r'<button id="refund-submit"[^>]*disabled', too_much)
+
+    decimals = await check(amount="12.5", reason="customer_request")
+    assert "JPY has no minor unit" in decimals
+
+    other = await check(reason="other", note="")
+    note_box = re.search(r'id="refund-note-errors"[^>]*>(.*?)</div>', other, re.S)
+    assert note_box and "note" in note_box.group(1).lower()
+
+    no_reason = await check()
+    assert re.search(r'id="refund-reason-errors"[^>]*>\s*<p class="field-error">', no_reason)
+
+    wrong_currency = await check(currency="USD", reason="customer_request")
+    assert re.search(r'id="refund-currency-errors"[^>]*>\s*<p class="field-error">', wrong_currency)
+
+    good = await check(amount="1,000", reason="customer_request")
+    assert re.search(r'<button id="refund-submit"[^>]*>Refund ¥1,000 to ALIPAY_CN</button>', good)
+    assert not re.search(r'<button id="refund-submit"[^>]*disabled', good)
+    assert 'class="field-error"' not in good
+    # Every message area and the button come back as out-of-band swaps.
+    assert good.count('hx-swap-oob="true"') == 6
+
+
+async def test_payment_level_problems_show_at_the_top(desk: Desk, simulator: SimHandle) -> None:
+    _, pk = await _import(desk, simulator)
+    async with desk.session() as s:
+        payment = await s.get(Payment, pk)
+        assert payment is not None
+        payment.dispute_open = True
+        await s.commit()
+    page = await desk.client.get(f"/payments/{pk}")
+    top = re.search(r'id="refund-payment-errors"[^>]*>(.*?)</div>\s*</div>', page.text, re.S)
+    assert top and "chargeback" in top.group(1).lower()
+    assert "This payment cannot be refunded" in page.text
+    assert re.search(r'<button id="refund-submit"[^>]*disabled', page.text)
+
+
+async def test_htmx_submit_swaps_the_result_and_updates_amounts(
+    desk: Desk, simulator: SimHandle
+) -> None:
+    payment_id, pk = await _import(desk, simulator, currency="USD", amount_minor=10000)
+    page = await desk.client.get(f"/payments/{pk}")
+    body = {
+        "amount": "12.00",
+        "currency": "USD",
+        "reason": "customer_request",
+        "note": "",
+        **_form_fields(page.text),
+    }
+    answer = await desk.post_form(f"/payments/{pk}/refunds", body, htmx=True)
+    assert answer.status_code == 200, answer.text
+    assert _fragment(answer.text)
+    assert re.search(r'id="refund-result"', answer.text)
+    assert 'data-status="succeeded"' in answer.text  # ALIPAY_CN answers at once
+    assert "Refund of $12.00 succeeded" in _text(answer.text)
+    amounts = re.search(
+        r'id="payment-amounts" hx-swap-oob="true">(.*?)</section>', answer.text, re.S
+    )
+    assert amounts and "Still refundable $88.00" in _text(amounts.group(1))
+    assert 'id="payment-refunds" hx-swap-oob="true"' in answer.text
+    # A fresh form (new token) for the next refund, pre-filled with the rest.
+    assert _form_fields(answer.text)["form_token"] != body["form_token"]
+    assert re.search(r'name="amount" value="88.00"', answer.text)
+    refunds = simulator.admin_get(f"payments/{payment_id}")
+    assert refunds  # the simulator saw the payment; the refund itself is checked below
+    async with desk.session() as s:
+        stored = (await s.exec(select(Refund).where(Refund.payment_pk == pk))).all()
+    assert [(r.amount_minor, r.status) for r in stored] == [(1200, RefundStatus.SUCCEEDED)]
+
+    # The same form sent twice (double click that got through): still one refund.
+    again = await desk.post_form(f"/payments/{pk}/refunds", body, htmx=True)
+    assert again.status_code in (200, 422)
+    async with desk.session() as s:
+        stored = (await s.exec(select(Refund).where(Refund.payment_pk == pk))).all()
+    assert len(stored) == 1
+
+
+async def test_refused_htmx_submit_rerenders_the_form_with_422(
+    desk: Desk, simulator: SimHandle
+) -> None:
+    _, pk = await _import(desk, simulator, currency="USD", amount_minor=10000)
+    page = await desk.client.get(f"/payments/{pk}")
+    body = {
+        "amount": "500.00",
+        "currency": "USD",
+        "reason": "other",
+        "note": "",
+        **_form_fields(page.text),
+    }
+    answer = await desk.post_form(f"/payments/{pk}/refunds", body, htmx=True)
+    assert answer.status_code == 422
+    assert _fragment(answer.text) and 'id="refund-form"' in answer.text
+    assert 'value="500.00"' in answer.text  # what the agent typed stays
+    assert re.search(r'id="refund-amount-errors"[^>]*>\s*<p class="field-error">', answer.text)
+    assert re.search(r'id="refund-note-errors"[^>]*>\s*<p class="field-error">', answer.text)
+    async with desk.session() as s:
+        assert (await s.exec(select(Refund))).all() == []
+
+
+async def test_no_js_submit_redirects_with_a_flash(desk: Desk, simulator: SimHandle) -> None:
+    _, pk = await _import(desk, simulator, currency="USD", amount_minor=10000)
+    page = await desk.client.get(f"/payments/{pk}")
+    body = {
+        "amount": "30",
+        "currency": "USD",
+        "reason": "duplicate_charge",
+        "note": "",
+        **_form_fields(page.text),
+    }
+    answer = await desk.post_form(f"/payments/{pk}/refunds", body)
+    assert answer.status_code == 200 and str(answer.url).endswith(f"/payments/{pk}")
+    assert answer.history and answer.history[0].status_code == 303
+    text = _text(answer.text)
+    assert "Refund of $30.00 succeeded" in text and "Still refundable $70.00" in text
+
+    refused = await desk.post_form(
+        f"/payments/{pk}/refunds", {**body, "amount": "abc", **_form_fields(answer.text)}
+    )
+    assert refused.status_code == 422 and not _fragment(refused.text)
+    assert (
+        "&#39;abc&#39; is not a number" in refused.text or "'abc' is not a number" in refused.text
+    )
+
+
+async def test_refund_form_needs_the_csrf_token(desk: Desk, simulator: SimHandle) -> None:
+    _, pk = await _import(desk, simulator)
+    page = await desk.client.get(f"/payments/{pk}")
+    body = {
+        "amount": "1",
+        "currency": "USD",
+        "reason": "customer_request",
+        "note": "",
+        **_form_fields(page.text),
+    }
+    for url in (f"/payments/{pk}/refunds", f"/payments/{pk}/refunds/validate"):
+        answer = await desk.post_form(url, body, csrf=False)
+        assert answer.status_code == 403, url
+    async with desk.session() as s:
+        assert (await s.exec(select(Refund))).all() == []
+    # The token on the page is what htmx sends as a header.
+    token = re.search(r'"x-csrftoken": "([^"]+)"', page.text)
+    assert token
+    ok = await desk.client.post(
+        f"/payments/{pk}/refunds/validate",
+        data=body,
+        headers={"HX-Request": "true", "x-csrftoken": token.group(1)},
+    )
+    assert ok.status_code == 200
+
+
+async def test_pages_need_a_signed_in_user(desk: Desk) -> None:
+    await desk.client.post("/logout")
+    for url in ("/payments", "/refunds", "/payments/1", "/refunds/1"):
+        answer = await desk.client.get(url, follow_redirects=False)
+        assert answer.status_code in (302, 303) and "/login" in answer.headers["location"], url
+
+
+async def test_a_form_left_open_while_the_payment_changed_is_rearmed(
+    desk: Desk, simulator: SimHandle
+) -> None:
+    _, pk = await _import(desk, simulator, currency="USD", amount_minor=10000)
+    page = await desk.client.get(f"/payments/{pk}")
+    tokens = _form_fields(page.text)
+    # Meanwhile another agent's $40 refund went through.
+    async with desk.session() as s:
+        payment = await s.get(Payment, pk)
+        assert payment is not None
+        await add_refund(s, payment, amount_minor=4000)
+        payment.refunded_minor, payment.refund_count = 4000, 1
+        await s.commit()
+    body = {"amount": "50", "currency": "USD", "reason": "customer_request", "note": "", **tokens}
+    url = f"/payments/{pk}/refunds/validate"
+    stale = await desk.post_form(url, body, htmx=True)
+    top = re.search(r'id="refund-payment-errors"[^>]*>(.*?)</div>\s*</div>', stale.text, re.S)
+    assert top and "changed while you were editing" in top.group(1)
+    assert re.search(r'<button id="refund-submit"[^>]*disabled', stale.text)
+    fresh = re.search(
+        r'id="refund-refundable-token" name="refundable_token" value="([^"]+)" hx-swap-oob',
+        stale.text,
+    )
+    assert fresh and fresh.group(1) != tokens["refundable_token"]
+    assert "Still refundable $60.00" in _text(stale.text)
+    # The agent's next keystroke is judged against the payment as it is now.
+    again = await desk.post_form(url, {**body, "refundable_token": fresh.group(1)}, htmx=True)
+    assert not re.search(r'<button id="refund-submit"[^>]*disabled', again.text)
+    assert "Refund $50.00 to ALIPAY_CN" in again.text

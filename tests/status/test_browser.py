@@ -1,0 +1,97 @@
+"""Live badges in real Chromium: two pages on one payment flip without a reload."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.status.conftest import make_payment, make_refund, refund_result, signed
+from tests.support.fixtures_app import DEFAULT_PASSWORD
+from web.models import User
+
+pytestmark = pytest.mark.browser
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(name="browser")
+async def fx_browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+async def signed_in_context(browser: Browser, base: str, user: User) -> BrowserContext:
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    page = await context.new_page()
+    await page.goto(f"{base}/login")
+    await page.get_by_label("Email").fill(user.email)
+    await page.get_by_label("Password").fill(DEFAULT_PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page).not_to_have_url(re.compile(r"/login"))
+    await page.close()
+    return context
+
+
+async def open_live(context: BrowserContext, url: str, errors: list[str]) -> Page:
+    page = await context.new_page()
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    async with page.expect_response(re.compile(r"/events\?")):
+        await page.goto(url)
+    return page
+
+
+async def test_two_pages_flip_without_reload(
+    browser: Browser,
+    live_server: str,
+    engine: AsyncEngine,
+    agent: User,
+    client: httpx.AsyncClient,
+) -> None:
+    payment = await make_payment(engine, amount_minor=10_000)
+    refund = await make_refund(engine, payment, amount_minor=2_500)
+    context = await signed_in_context(browser, live_server, agent)
+    errors: list[str] = []
+    url = f"{live_server}/payments/{payment.id}"
+    pages = [await open_live(context, url, errors) for _ in range(2)]
+    badges = [p.locator(f"#refund-badge-{refund.id} [data-status]") for p in pages]
+    for badge in badges:
+        await expect(badge).to_have_attribute("data-status", "processing")
+    # The streams are open once each page has received its first state.
+    for page in pages:
+        await page.wait_for_timeout(300)
+
+    body, headers = signed(refund_result(refund))
+    started = time.monotonic()
+    assert (await client.post("/webhooks/antom", content=body, headers=headers)).status_code == 200
+    for badge in badges:
+        await expect(badge).to_have_attribute("data-status", "succeeded", timeout=1_000)
+    assert time.monotonic() - started < 1.5
+    for page in pages:
+        await expect(page.get_by_test_id("refundable")).to_have_text("$75.00")
+        await expect(page.locator(f'[sse-swap="payment-{payment.id}-refunded"]')).to_have_text(
+            "$25.00"
+        )
+        assert page.url == url  # no reload, no navigation
+    ARTIFACTS.mkdir(exist_ok=True)
+    await pages[0].screenshot(path=str(ARTIFACTS / "status-live-badge.png"), full_page=True)
+    assert not [e for e in errors if "events" not in e], errors
+    await context.close()

@@ -1,0 +1,144 @@
+"""Live badges over SSE: a change ingested anywhere reaches open streams within a second."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.status.conftest import make_payment, make_refund, refund_result, signed
+from tests.support.fixtures_app import ServerThread, login
+from web.app import create_app
+from web.models import User
+from web.settings import Settings
+
+
+class EventStream:
+    """Reads ``event:``/``data:`` blocks from an open SSE response."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.lines = response.aiter_lines()
+
+    async def next(self, within: float = 5.0) -> tuple[str | None, str]:
+        event: str | None = None
+        data: list[str] = []
+        async with asyncio.timeout(within):
+            async for line in self.lines:
+                if not line:
+                    if event is not None or data:
+                        return event, "\n".join(data)
+                    continue
+                field, _, value = line.partition(":")
+                value = value.removeprefix(" ")
+                if field == "event":
+                    event = value
+                elif field == "data":
+                    data.append(value)
+        raise EOFError("stream closed")
+
+    async def until(self, name: str, within: float = 5.0) -> str:
+        deadline = time.monotonic() + within
+        while True:
+            event, data = await self.next(max(0.01, deadline - time.monotonic()))
+            if event == name:
+                return data
+
+
+@contextlib.asynccontextmanager
+async def sse(client: httpx.AsyncClient, query: str) -> AsyncIterator[EventStream]:
+    async with client.stream("GET", f"/events?{query}", timeout=30) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        yield EventStream(response)
+
+
+async def test_stream_starts_with_current_state_then_follows_changes(
+    client: httpx.AsyncClient, engine: AsyncEngine, agent: User, new_client: Any
+) -> None:
+    payment = await make_payment(engine, amount_minor=10_000)
+    refund = await make_refund(engine, payment, amount_minor=2_500)
+    await login(client, agent)
+
+    async with sse(client, f"refund={refund.id}&payment={payment.id}") as stream:
+        assert "Processing" in await stream.until(f"refund-{refund.id}")
+        assert await stream.until(f"payment-{payment.id}-refundable") == "$75.00"
+
+        webhook_sender = await new_client()
+        started = time.monotonic()
+        response = await webhook_sender.post(
+            "/webhooks/antom", content=(s := signed(refund_result(refund)))[0], headers=s[1]
+        )
+        assert response.status_code == 200
+        badge = await stream.until(f"refund-{refund.id}", within=1.0)
+        assert 'data-status="succeeded"' in badge
+        assert time.monotonic() - started < 1.0
+        assert await stream.until(f"payment-{payment.id}-refunded") == "$25.00"
+
+
+async def test_stream_needs_a_signed_in_user(client: httpx.AsyncClient) -> None:
+    response = await client.get("/events")
+    assert response.status_code in (302, 303, 401)
+
+
+@pytest.mark.postgres
+async def test_change_ingested_by_another_instance_reaches_this_one(
+    engine: AsyncEngine,
+    agent: User,
+    new_client: Callable[[], Awaitable[httpx.AsyncClient]],
+    settings: Settings,
+) -> None:
+    """Two app instances on one PostgreSQL database: A streams, B ingests the webhook."""
+    import socket
+
+    if settings.is_sqlite:
+        pytest.skip("instances share changes through PostgreSQL LISTEN/NOTIFY")
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    other_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    instance_b = ServerThread(create_app(settings.replace(public_base_url=other_url)), sock)
+    instance_b.start()
+    try:
+        payment = await make_payment(engine)
+        refund = await make_refund(engine, payment)
+        viewer = await new_client()  # instance A (the live_server fixture)
+        await login(viewer, agent)
+        async with (
+            sse(viewer, f"refund={refund.id}") as stream,
+            httpx.AsyncClient(base_url=other_url) as to_b,
+        ):
+            assert "Processing" in await stream.until(f"refund-{refund.id}")
+            body, headers = signed(refund_result(refund))
+            assert (
+                await to_b.post("/webhooks/antom", content=body, headers=headers)
+            ).status_code == 200
+            badge = await stream.until(f"refund-{refund.id}", within=1.0)
+            assert 'data-status="succeeded"' in badge
+    finally:
+        instance_b.stop()
+        sock.close()
+
+
+async def test_health_and_metrics_report_status_work(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    payment = await make_payment(engine)
+    refund = await make_refund(engine, payment)
+    body, headers = signed(refund_result(refund))
+    await client.post("/webhooks/antom", content=body, headers=headers)
+    await client.post("/webhooks/antom", content=body, headers=headers | {"client-id": "x"})
+
+    health = (await client.get("/healthz")).json()
+    metrics = (await client.get("/metrics")).text
+
+    assert health["status"] == "ok"
+    assert health["poller"] == "disabled"  # REFUND_DESK_POLLER=off in these tests
+    assert 'refund_desk_webhooks_accepted_total{outcome="applied"}' in metrics
+    assert 'refund_desk_webhooks_refused_total{reason="wrong_client_id"}' in metrics
+    assert "refund_desk_poller_rate_limit_hits_total" in metrics

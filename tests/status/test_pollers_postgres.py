@@ -1,0 +1,120 @@
+"""Two ``refund-desk poller`` processes on one PostgreSQL database share the work safely."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.status.conftest import desk_payment, make_refund
+from tests.support.simulator import SimHandle
+from web.antom.client import AntomClient
+from web.antom.keys import load_private_key, load_public_key
+from web.antom.messages import RefundRequest
+from web.antom.money import Money
+from web.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+CHECK = re.compile(r"poller (\S+) inquired refund=(\d+) .* t0=([\d.]+) t1=([\d.]+)")
+
+
+@pytest.fixture
+def simulator_config() -> dict[str, Any]:
+    return {"time_scale": 1.0}  # refunds stay PROCESSING for the whole test
+
+
+def start_poller(settings: Settings, simulator: SimHandle, log: Path) -> subprocess.Popen[bytes]:
+    env = os.environ | {
+        "DATABASE_URL": settings.database_url,
+        "APP_ENV": "test",
+        "PUBLIC_BASE_URL": settings.public_base_url,
+        "ANTOM_GATEWAY_URL": simulator.base_url,
+        "ANTOM_CLIENT_ID": simulator.client_id,
+        "ANTOM_MERCHANT_PRIVATE_KEY": simulator.merchant_private_key_pem,
+        "ANTOM_PUBLIC_KEY": simulator.antom_public_key_pem,
+        # Every refund is due again the moment it was checked: maximum contention.
+        "REFUND_DESK_POLL_BASE_DELAY_S": "0",
+        "REFUND_DESK_POLL_MAX_DELAY_S": "0",
+        "REFUND_DESK_POLL_IDLE_S": "0.02",
+        "REFUND_DESK_POLL_BATCH": "5",
+    }
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [str(Path(sys.executable).with_name("refund-desk")), "poller"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=out,
+        )
+
+
+@pytest.mark.postgres
+async def test_two_poller_processes_never_check_one_refund_at_once(
+    make_settings: Callable[..., Settings],
+    postgres_url: str,
+    engine: AsyncEngine,
+    simulator: SimHandle,
+    tmp_path: Path,
+) -> None:
+    settings = make_settings(database_url=postgres_url, simulator=simulator)
+    if engine.url.get_backend_name() != "postgresql":
+        pytest.skip("needs the PostgreSQL engine")
+    antom = AntomClient(
+        gateway_url=simulator.base_url,
+        client_id=simulator.client_id,
+        merchant_private_key=load_private_key(simulator.merchant_private_key_pem),
+        antom_public_keys=[load_public_key(simulator.antom_public_key_pem)],
+    )
+    payment = await desk_payment(engine, simulator, method="GCASH", amount_minor=1_000_000)
+    refunds = []
+    for _ in range(8):
+        refund = await make_refund(engine, payment, amount_minor=100)
+        answer = await antom.refund(
+            RefundRequest(refund.refund_request_id, payment.payment_id, Money(100, "USD"))
+        )
+        assert answer.result_code == "REFUND_IN_PROCESS"
+        refunds.append(refund)
+    await antom.aclose()
+
+    logs = [tmp_path / "poller-a.log", tmp_path / "poller-b.log"]
+    procs = [start_poller(settings, simulator, log) for log in logs]
+    try:
+        # Start-up takes seconds on a busy machine: wait until both are at work.
+        deadline = asyncio.get_running_loop().time() + 60
+        while not all("inquired" in log.read_text() for log in logs):
+            assert asyncio.get_running_loop().time() < deadline, "pollers did not start"
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(4)
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            proc.wait(timeout=20)
+
+    windows: dict[int, list[tuple[float, float, str]]] = defaultdict(list)
+    owners: set[str] = set()
+    for log in logs:
+        for match in CHECK.finditer(log.read_text()):
+            owner, pk, t0, t1 = match.groups()
+            owners.add(owner)
+            windows[int(pk)].append((float(t0), float(t1), owner))
+    assert len(owners) == 2, [log.read_text()[-3000:] for log in logs]
+    assert set(windows) == {r.id for r in refunds}
+    assert sum(len(w) for w in windows.values()) > 50, "not enough contention to mean much"
+    for pk, spans in windows.items():
+        spans.sort()
+        for (_, end, a), (start, _, b) in itertools.pairwise(spans):
+            assert start >= end, f"refund {pk} checked by {a} and {b} at the same time"
+    for proc in procs:
+        assert proc.returncode == 0

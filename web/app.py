@@ -1,0 +1,136 @@
+"""The one factory that builds the Refund Desk web app.
+
+``create_app(settings)`` is the only place that knows every route, plugin, lifespan
+and middleware. The deployable ASGI object lives in ``web/asgi.py`` (``app =
+create_app()``), so importing this module never reads the environment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar
+from litestar.datastructures import CacheControlHeader, State
+from litestar.di import Provide
+from litestar.exceptions import ServiceUnavailableException
+from litestar.plugins.htmx import HTMXPlugin
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.static_files import create_static_files_router
+from litestar.template.config import TemplateConfig
+
+from web.antom.client import AntomClient
+from web.antom.keys import load_private_key, load_public_key
+from web.auth import (
+    build_csrf_config,
+    build_session_auth,
+    provide_current_user,
+    security_headers_hook,
+)
+from web.db import database_lifespan, provide_db_session, provide_engine
+from web.htmx import EXCEPTION_HANDLERS
+from web.jobs import MetricsPlugin, poller_lifespan
+from web.live import channels_plugin
+from web.routes import ROUTE_HANDLERS
+from web.services.users import LoginThrottle
+from web.settings import Settings
+from web.templating import configure_jinja
+
+MAX_REQUEST_BODY_BYTES = 256 * 1024
+
+
+def build_antom_client(settings: Settings) -> AntomClient | None:
+    """The one way to build the Antom client from settings; None when Antom is not set up."""
+    if not settings.antom_configured:
+        return None
+    return AntomClient(
+        gateway_url=settings.antom_gateway_url,
+        client_id=settings.antom_client_id,
+        merchant_private_key=load_private_key(
+            settings.antom_merchant_private_key, "ANTOM_MERCHANT_PRIVATE_KEY"
+        ),
+        antom_public_keys=[
+            load_public_key(text, name)
+            for name, text in zip(
+                ("ANTOM_PUBLIC_KEY", "ANTOM_PUBLIC_KEY_NEXT"),
+                settings.antom_public_keys,
+                strict=False,
+            )
+        ],
+        timeout=settings.antom_timeout_s,
+    )
+
+
+def antom_lifespan(settings: Settings) -> Any:
+    """Keeps one ``AntomClient`` on ``app.state.antom`` (None when Antom is not configured)."""
+
+    @asynccontextmanager
+    async def antom(app: Litestar) -> AsyncIterator[None]:
+        client = build_antom_client(settings)
+        app.state.antom = client
+        try:
+            yield
+        finally:
+            if client is not None:
+                await client.aclose()
+
+    return antom
+
+
+def provide_antom(state: State) -> AntomClient:
+    client: AntomClient | None = state.antom
+    if client is None:
+        raise ServiceUnavailableException(
+            "Antom is not configured on this desk (ANTOM_* settings), so refunds cannot be sent"
+        )
+    return client
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = (settings or Settings.from_env()).validate()
+    templates = TemplateConfig(
+        directory=settings.templates_dir,
+        engine=JinjaTemplateEngine,
+        engine_callback=configure_jinja,
+    )
+    auth = build_session_auth(settings)
+    static = create_static_files_router(
+        path="/static",
+        directories=[settings.static_dir],
+        name="static",
+        cache_control=CacheControlHeader(max_age=3600, private=True),
+        include_in_schema=False,
+    )
+    app = Litestar(
+        route_handlers=[*ROUTE_HANDLERS, static],
+        dependencies={
+            "db_session": Provide(provide_db_session),
+            "engine": Provide(provide_engine, sync_to_thread=False),
+            "antom": Provide(provide_antom, sync_to_thread=False),
+            "current_user": Provide(provide_current_user, sync_to_thread=False),
+            "settings": Provide(lambda: settings, sync_to_thread=False),
+        },
+        lifespan=[
+            database_lifespan(settings.database_url),
+            antom_lifespan(settings),
+            poller_lifespan(settings),
+        ],
+        plugins=[HTMXPlugin(), channels_plugin(settings), MetricsPlugin()],
+        template_config=templates,
+        csrf_config=build_csrf_config(settings),
+        on_app_init=[auth.on_app_init],
+        exception_handlers=EXCEPTION_HANDLERS,
+        before_send=[security_headers_hook(settings)],
+        state=State({"settings": settings, "login_throttle": LoginThrottle(), "antom": None}),
+        request_max_body_size=MAX_REQUEST_BODY_BYTES,
+        openapi_config=None,
+        debug=False,
+    )
+    env = templates.engine_instance.engine
+    assert env.autoescape, "Jinja autoescape must stay on"
+    env.globals["desk"] = {
+        "environment": settings.environment,
+        "sandbox": settings.antom_client_id.startswith("SANDBOX_"),
+    }
+    return app

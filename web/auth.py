@@ -1,0 +1,186 @@
+"""Sign-in sessions, CSRF, role guards and browser security headers.
+
+The session lives in an AES-GCM encrypted cookie (no server-side state, so any
+instance can serve any request). It carries the user id, the user's
+``session_version`` and two timestamps; every request re-reads the user row, so
+deactivating a user or bumping the version signs them out everywhere at once.
+Sessions end after ``IDLE_TIMEOUT_S`` without a request and ``ABSOLUTE_TIMEOUT_S``
+after sign-in, whichever comes first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from litestar import Request
+from litestar.config.csrf import CSRFConfig
+from litestar.connection import ASGIConnection
+from litestar.exceptions import PermissionDeniedException
+from litestar.handlers.base import BaseRouteHandler
+from litestar.middleware.session.client_side import ClientSideSessionBackend, CookieBackendConfig
+from litestar.security.session_auth import SessionAuth
+from litestar.types import Message, Scope
+
+from web.db import session_scope
+from web.models import Role, User
+from web.services.users import get_signed_in_user
+from web.settings import Settings
+
+IDLE_TIMEOUT_S = 30 * 60
+ABSOLUTE_TIMEOUT_S = 12 * 60 * 60
+# The cookie is rewritten at most this often just to move the idle clock forward.
+_TOUCH_EVERY_S = 60
+
+# Paths served without a signed-in user. Webhooks authenticate by signature instead.
+PUBLIC_PATHS = ["^/login$", "^/static/", "^/healthz$", "^/webhooks/"]
+CSRF_EXEMPT_PATHS = ["^/webhooks/"]
+
+Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]
+
+
+def derive_key(secret_key: str, purpose: str) -> bytes:
+    """A 32-byte key for one purpose, so one SECRET_KEY serves cookies and CSRF alike."""
+    return hmac.new(secret_key.encode(), purpose.encode(), hashlib.sha256).digest()
+
+
+def cookie_name(settings: Settings, name: str) -> str:
+    # __Host- pins the cookie to this exact origin, https only, path / (ASVS 3.3.3).
+    return f"__Host-{name}" if settings.https else name
+
+
+def session_payload(user: User, now: float | None = None) -> dict[str, Any]:
+    now = time.time() if now is None else now
+    return {"uid": user.id, "sv": user.session_version, "iat": int(now), "seen": int(now)}
+
+
+async def retrieve_user(
+    session: dict[str, Any], connection: ASGIConnection[Any, Any, Any, Any]
+) -> User | None:
+    """The signed-in user for a session cookie, or None (the middleware then clears it)."""
+    try:
+        user_id, version = int(session["uid"]), int(session["sv"])
+        issued, seen = float(session["iat"]), float(session["seen"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    now = time.time()
+    if now - issued > ABSOLUTE_TIMEOUT_S or now - seen > IDLE_TIMEOUT_S:
+        return None
+    async with session_scope(connection.app.state.engine) as db:
+        user = await get_signed_in_user(db, user_id, version)
+    if user is not None and now - seen > _TOUCH_EVERY_S:
+        session["seen"] = int(now)
+    return user
+
+
+def sign_in(request: Request[Any, Any, Any], user: User) -> None:
+    request.set_session(session_payload(user))
+
+
+def sign_out(request: Request[Any, Any, Any]) -> None:
+    request.clear_session()
+
+
+def current_user(connection: ASGIConnection[Any, Any, Any, Any]) -> User | None:
+    """The signed-in user, or None on public paths (no error when auth did not run)."""
+    user = connection.scope.get("user")
+    return user if isinstance(user, User) else None
+
+
+def provide_current_user(request: Request[Any, Any, Any]) -> User:
+    user = current_user(request)
+    if user is None:
+        raise PermissionDeniedException("Sign in first")
+    return user
+
+
+def requires_role(*roles: Role) -> Guard:
+    """A guard admitting only signed-in users with one of ``roles``."""
+    allowed = frozenset(roles)
+    names = " or ".join(r.value for r in roles)
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        user = current_user(connection)
+        if user is None or user.role not in allowed:
+            raise PermissionDeniedException(f"This needs the {names} role")
+
+    guard.__name__ = f"requires_{'_or_'.join(r.value for r in roles)}"
+    return guard
+
+
+def build_session_auth(settings: Settings) -> SessionAuth[User, ClientSideSessionBackend]:
+    cookies = CookieBackendConfig(
+        secret=derive_key(settings.secret_key, "session-cookie"),
+        key=cookie_name(settings, "rd_session"),
+        max_age=ABSOLUTE_TIMEOUT_S,
+        path="/",
+        secure=settings.https,
+        httponly=True,
+        samesite="lax",
+    )
+    return SessionAuth[User, ClientSideSessionBackend](
+        retrieve_user_handler=retrieve_user,
+        session_backend_config=cookies,
+        exclude=PUBLIC_PATHS,
+    )
+
+
+def build_csrf_config(settings: Settings) -> CSRFConfig:
+    # The token is rendered into pages (hx-headers, csrf_input), so the cookie can stay
+    # HttpOnly; Litestar's token is stable for the cookie's lifetime.
+    return CSRFConfig(
+        secret=derive_key(settings.secret_key, "csrf").hex(),
+        cookie_name=cookie_name(settings, "rd_csrf"),
+        cookie_secure=settings.https,
+        cookie_httponly=True,
+        cookie_samesite="lax",
+        exclude=CSRF_EXEMPT_PATHS,
+    )
+
+
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "font-src 'self'",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "frame-ancestors 'none'",
+        "form-action 'self'",
+    ]
+)
+
+
+def security_headers_hook(settings: Settings) -> Callable[[Message, Scope], Awaitable[None]]:
+    """A ``before_send`` hook adding CSP, nosniff, referrer and framing headers.
+
+    ``before_send`` sees every response, including 404s raised before routing and
+    error pages. Pages are ``no-store``: they show customer data and must not come
+    back from a shared or back-button cache; static files keep their own caching.
+    """
+    fixed: list[tuple[bytes, bytes]] = [
+        (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"same-origin"),
+        (b"x-frame-options", b"DENY"),
+    ]
+    if settings.https:
+        fixed.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
+
+    async def add_headers(message: Message, scope: Scope) -> None:
+        if message["type"] != "http.response.start":
+            return
+        headers = list(message.get("headers", []))
+        present = {bytes(k).lower() for k, _ in headers}
+        headers.extend(h for h in fixed if h[0] not in present)
+        if not scope["path"].startswith("/static/") and b"cache-control" not in present:
+            headers.append((b"cache-control", b"no-store"))
+        message["headers"] = headers
+
+    return add_headers

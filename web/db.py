@@ -1,0 +1,143 @@
+"""Database engine, sessions and migrations.
+
+SQLite (development, tests, one process) and PostgreSQL (production, any number of
+instances) behave the same way from the services' point of view:
+
+* SQLite runs in WAL mode with a busy timeout and foreign keys on, and every
+  transaction starts with ``BEGIN IMMEDIATE``: pysqlite otherwise delays ``BEGIN``
+  until the first write, so a read-check-write (the refund reservation) would not be
+  atomic, and a deferred read that later writes can fail at once with SQLITE_BUSY.
+* PostgreSQL uses psycopg 3 (async here, sync for Alembic).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from litestar import Litestar
+from litestar.datastructures import State
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from web.settings import ROOT
+
+SQLITE_BUSY_TIMEOUT_MS = 15_000
+
+
+def _sqlite_path(url: str) -> Path | None:
+    rest = url.partition("://")[2]
+    if not rest.startswith("/") or rest in ("/", "/:memory:"):
+        return None
+    return Path(rest[1:])
+
+
+def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Take transaction control away from the driver; "begin" below emits it ourselves.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _on_sqlite_begin(connection: sa.Connection) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _configure_sqlite(sync_engine: sa.Engine, url: str) -> None:
+    path = _sqlite_path(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    sa.event.listen(sync_engine, "connect", _on_sqlite_connect)
+    sa.event.listen(sync_engine, "begin", _on_sqlite_begin)
+
+
+def make_engine(url: str) -> AsyncEngine:
+    """An async engine for a normalised URL (``sqlite+aiosqlite`` / ``postgresql+psycopg``)."""
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        _configure_sqlite(engine.sync_engine, url)
+        return engine
+    return create_async_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+
+
+def make_sync_engine(url: str) -> sa.Engine:
+    """The same database through a sync driver (Alembic, CLI)."""
+    sync_url = sync_database_url(url)
+    if sync_url.startswith("sqlite"):
+        engine = sa.create_engine(sync_url)
+        _configure_sqlite(engine, sync_url)
+        return engine
+    return sa.create_engine(sync_url, pool_pre_ping=True)
+
+
+def sync_database_url(url: str) -> str:
+    if url.startswith("sqlite+aiosqlite://"):
+        return "sqlite://" + url.removeprefix("sqlite+aiosqlite://")
+    return url  # psycopg 3 serves sync and async under the same URL
+
+
+@asynccontextmanager
+async def session_scope(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
+    """One transaction: commit when the block ends normally, roll back on any error."""
+    async with AsyncSession(engine, expire_on_commit=False) as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+
+
+def database_lifespan(url: str) -> Any:
+    """Lifespan that keeps the engine on ``app.state.engine`` and disposes it at shutdown."""
+
+    @asynccontextmanager
+    async def database(app: Litestar) -> AsyncIterator[None]:
+        engine = make_engine(url)
+        app.state.engine = engine
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    return database
+
+
+def provide_engine(state: State) -> AsyncEngine:
+    engine: AsyncEngine = state.engine
+    return engine
+
+
+async def provide_db_session(state: State) -> AsyncIterator[AsyncSession]:
+    """The ``db_session`` dependency: one transaction per request handler."""
+    async with session_scope(provide_engine(state)) as session:
+        yield session
+
+
+async def ping(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        await conn.execute(sa.text("SELECT 1"))
+
+
+def alembic_config(url: str | None = None) -> Any:
+    """Alembic configuration from ``[tool.alembic]`` in pyproject.toml, pointed at ``url``."""
+    from alembic.config import Config
+
+    cfg = Config(toml_file=str(ROOT / "pyproject.toml"))
+    if url is not None:
+        cfg.attributes["database_url"] = url
+    return cfg
+
+
+def migrate(url: str, revision: str = "head") -> None:
+    """Run ``alembic upgrade`` programmatically (sync; call via a thread from async code)."""
+    from alembic import command
+
+    command.upgrade(alembic_config(url), revision)

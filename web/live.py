@@ -1,0 +1,195 @@
+"""Live badges: refund changes pushed to every open page over SSE.
+
+After a transaction that changed refunds or payments commits, the writer calls
+``publish_changes``: it reads the committed rows and publishes one small JSON message
+on the ``refund_desk`` channel. Every instance's ``/events`` streams (``web/routes/
+live.py``) receive it through Litestar Channels — in memory on SQLite (one process),
+over PostgreSQL LISTEN/NOTIFY otherwise, so a change made on one instance reaches
+browsers connected to another — and turn it into named SSE events (``refund-<id>``,
+``payment-<id>-refundable``, ...) that htmx's SSE extension swaps into the page.
+
+SSE is a hint, never the truth: a lost message costs a stale badge until the next
+change or reconnect (each connection starts with the current state), never money.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from litestar import Litestar
+from litestar.channels import ChannelsPlugin
+from litestar.channels.backends.base import ChannelsBackend
+from litestar.channels.backends.memory import MemoryChannelsBackend
+from litestar.channels.backends.psycopg import PsycoPgChannelsBackend
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from web.models import Payment, Refund
+from web.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "refund_desk"
+HEARTBEAT_S = 15.0
+# PostgreSQL NOTIFY payloads must stay under 8000 bytes: big batches are split.
+MAX_ITEMS_PER_MESSAGE = 40
+
+Publish = Callable[[bytes], Awaitable[None]]
+
+
+def psycopg_dsn(database_url: str) -> str:
+    """``postgresql+psycopg://…`` (SQLAlchemy) → ``postgresql://…`` (libpq)."""
+    scheme, sep, rest = database_url.partition("://")
+    return f"postgresql://{rest}" if sep and scheme.startswith("postgresql") else database_url
+
+
+def channels_backend(settings: Settings) -> ChannelsBackend:
+    """Memory on SQLite (one process); LISTEN/NOTIFY when several instances share PostgreSQL."""
+    if settings.is_sqlite:
+        return MemoryChannelsBackend()
+    return PsycoPgChannelsBackend(pg_dsn=psycopg_dsn(settings.database_url))
+
+
+def channels_plugin(settings: Settings) -> ChannelsPlugin:
+    return ChannelsPlugin(
+        backend=channels_backend(settings),
+        channels=[CHANNEL],
+        # A slow browser loses its oldest updates rather than holding up the others.
+        subscriber_max_backlog=1000,
+        subscriber_backlog_strategy="dropleft",
+    )
+
+
+def plugin_publisher(channels: ChannelsPlugin) -> Publish:
+    async def publish(data: bytes) -> None:
+        # wait_published raises here, where it can be logged; publish() would queue to a
+        # worker that dies on the first backend error (litestar#5008).
+        await channels.wait_published(data, CHANNEL)
+
+    return publish
+
+
+def backend_publisher(backend: ChannelsBackend) -> Publish:
+    """For processes without the web app (``refund-desk poller``); backend started by caller."""
+
+    async def publish(data: bytes) -> None:
+        await backend.publish(data, [CHANNEL])
+
+    return publish
+
+
+@dataclass(frozen=True, slots=True)
+class RefundState:
+    id: int
+    payment: int
+    status: str
+    currency: str
+    amount_minor: int
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentState:
+    id: int
+    currency: str
+    captured_minor: int
+    refunded_minor: int
+    reserved_minor: int
+    dispute_open: bool
+
+    @property
+    def refundable_minor(self) -> int:
+        return max(0, self.captured_minor - self.refunded_minor - self.reserved_minor)
+
+
+async def snapshot(
+    session: AsyncSession, refund_pks: Iterable[int], payment_pks: Iterable[int]
+) -> tuple[list[RefundState], list[PaymentState]]:
+    """Committed state of these refunds and payments (a refund brings its payment)."""
+    refund_ids = sorted(set(refund_pks))
+    refunds = (
+        list((await session.exec(select(Refund).where(col(Refund.id).in_(refund_ids)))).all())
+        if refund_ids
+        else []
+    )
+    payment_ids = sorted(set(payment_pks) | {r.payment_pk for r in refunds})
+    payments = (
+        list((await session.exec(select(Payment).where(col(Payment.id).in_(payment_ids)))).all())
+        if payment_ids
+        else []
+    )
+    return (
+        [
+            RefundState(r.id or 0, r.payment_pk, str(r.status), r.currency, r.amount_minor)
+            for r in refunds
+        ],
+        [
+            PaymentState(
+                p.id or 0,
+                p.currency,
+                p.captured_minor,
+                p.refunded_minor,
+                p.reserved_minor,
+                p.dispute_open,
+            )
+            for p in payments
+        ],
+    )
+
+
+def encode(refunds: list[RefundState], payments: list[PaymentState]) -> list[bytes]:
+    items: list[tuple[str, dict[str, Any]]] = [("r", _asdict(r)) for r in refunds]
+    items += [("p", _asdict(p)) for p in payments]
+    messages = []
+    for start in range(0, len(items), MAX_ITEMS_PER_MESSAGE):
+        chunk = items[start : start + MAX_ITEMS_PER_MESSAGE]
+        message = {
+            "refunds": [d for kind, d in chunk if kind == "r"],
+            "payments": [d for kind, d in chunk if kind == "p"],
+        }
+        messages.append(json.dumps(message, separators=(",", ":")).encode())
+    return messages
+
+
+def decode(data: bytes) -> tuple[list[RefundState], list[PaymentState]]:
+    message = json.loads(data)
+    return (
+        [RefundState(**d) for d in message.get("refunds", [])],
+        [PaymentState(**d) for d in message.get("payments", [])],
+    )
+
+
+def _asdict(state: RefundState | PaymentState) -> dict[str, Any]:
+    return {name: getattr(state, name) for name in state.__slots__}
+
+
+async def publish_changes(
+    publish: Publish | None,
+    engine: AsyncEngine,
+    refund_pks: Iterable[int] = (),
+    payment_pks: Iterable[int] = (),
+) -> None:
+    """Tell every open page about committed changes. Never raises: SSE is only a hint."""
+    refund_pks, payment_pks = list(refund_pks), list(payment_pks)
+    if publish is None or not (refund_pks or payment_pks):
+        return
+    try:
+        async with AsyncSession(engine) as session:
+            refunds, payments = await snapshot(session, refund_pks, payment_pks)
+        for message in encode(refunds, payments):
+            await publish(message)
+    except Exception:
+        log.exception("live update not published refunds=%s payments=%s", refund_pks, payment_pks)
+
+
+async def publish_for_app(
+    app: Litestar, engine: AsyncEngine, refund_pks: Iterable[int], payment_pks: Iterable[int] = ()
+) -> None:
+    """``publish_changes`` from a request handler: ``await publish_for_app(request.app, ...)``."""
+    await publish_changes(
+        plugin_publisher(app.plugins.get(ChannelsPlugin)), engine, refund_pks, payment_pks
+    )

@@ -1,0 +1,168 @@
+"""``refund-desk users ...``, ``refund-desk migrate`` and ``refund-desk serve``.
+
+Users are managed from the command line (there is no sign-up page): an admin with
+shell access to the deployment creates accounts, sets per-currency refund limits and
+deactivates people who leave. Deactivating signs the user out everywhere at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import click
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from web.antom.money import MoneyError, format_minor, parse_amount
+from web.db import make_engine, migrate, session_scope
+from web.models import Role
+from web.services import users as svc
+from web.settings import ConfigError, Settings
+
+T = TypeVar("T")
+
+
+def _settings() -> Settings:
+    settings = Settings.from_env()
+    # Only the database matters to these commands; a half-configured web app is fine.
+    problems = [p for p in settings.parse_problems if "DATABASE_URL" in p]
+    if problems:
+        raise click.ClickException("; ".join(problems))
+    return settings
+
+
+def _run(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    async def main() -> T:
+        engine = make_engine(_settings().database_url)
+        try:
+            async with session_scope(engine) as session:
+                return await work(session)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(main())
+    except svc.UserError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group()
+def users() -> None:
+    """Create and manage desk users."""
+
+
+@users.command("create")
+@click.option("--email", required=True)
+@click.option("--name", required=True)
+@click.option("--role", type=click.Choice([r.value for r in Role]), required=True)
+@click.option("--password", help="Prompted for (hidden) when not given.")
+def users_create(email: str, name: str, role: str, password: str | None) -> None:
+    """Create a user who can sign in to the desk."""
+    if password is None:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    assert password is not None
+    secret = password
+
+    async def work(session: AsyncSession) -> str:
+        user = await svc.create_user(session, email=email, name=name, role=role, password=secret)
+        return f"Created {user.role} {user.email} (id {user.id})"
+
+    click.echo(_run(work))
+
+
+@users.command("list")
+def users_list() -> None:
+    """List users with their role, state and limits."""
+
+    async def work(session: AsyncSession) -> list[str]:
+        lines = []
+        for user in await svc.list_users(session):
+            assert user.id is not None
+            limits = await svc.limits_for(session, user.id)
+            shown = ", ".join(format_minor(lim.max_minor, lim.currency) for lim in limits)
+            state = "active" if user.active else "deactivated"
+            lines.append(
+                f"{user.email:<32} {user.name:<24} {user.role:<6} {state:<11} "
+                f"limits: {shown or 'none'}"
+            )
+        return lines
+
+    lines = _run(work)
+    click.echo("\n".join(lines) if lines else "No users yet: refund-desk users create ...")
+
+
+@users.command("set-limit")
+@click.option("--email", required=True)
+@click.option("--currency", required=True, help="ISO code, e.g. USD or JPY.")
+@click.option(
+    "--max",
+    "max_text",
+    required=True,
+    help='Largest single refund, e.g. 500.00; "none" removes the limit.',
+)
+def users_set_limit(email: str, currency: str, max_text: str) -> None:
+    """Set the largest single refund a user may issue in a currency."""
+    currency = currency.strip().upper()
+    max_minor: int | None = None
+    if max_text.strip().lower() != "none":
+        try:
+            max_minor = parse_amount(max_text, currency)
+        except MoneyError as exc:
+            raise click.ClickException(f"--max: {exc}") from None
+
+    async def work(session: AsyncSession) -> str:
+        await svc.set_limit(session, email=email, currency=currency, max_minor=max_minor)
+        if max_minor is None:
+            return f"{email}: no {currency} limit"
+        return f"{email}: largest {currency} refund is {format_minor(max_minor, currency)}"
+
+    click.echo(_run(work))
+
+
+@users.command("deactivate")
+@click.option("--email", required=True)
+def users_deactivate(email: str) -> None:
+    """Stop a user signing in and end all their sessions now."""
+
+    async def work(session: AsyncSession) -> str:
+        user = await svc.deactivate(session, email)
+        return f"Deactivated {user.email}; their sessions have ended"
+
+    click.echo(_run(work))
+
+
+@click.command("migrate")
+def migrate_command() -> None:
+    """Bring the database schema up to date (alembic upgrade head)."""
+    settings = _settings()
+    migrate(settings.database_url)
+    click.echo("Database is up to date")
+
+
+@click.command("serve")
+@click.option("--host", default="0.0.0.0", show_default=True)  # noqa: S104  (a PaaS routes to it)
+def serve(host: str) -> None:
+    """Run the web app in production style: uvicorn, $PORT, $WEB_CONCURRENCY workers."""
+    settings = Settings.from_env()
+    try:
+        settings.validate()
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
+    import uvicorn
+
+    uvicorn.run(
+        "web.asgi:app",
+        host=host,
+        port=settings.port,
+        workers=settings.instances,
+        proxy_headers=True,
+        forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "*"),
+        access_log=False,
+    )
+
+
+COMMANDS = [users, migrate_command, serve]

@@ -1,0 +1,16 @@
+"""Every route handler of the web app, in one list (``create_app`` mounts them)."""
+
+from __future__ import annotations
+
+from litestar.types import ControllerRouterHandler
+
+from web.routes import health, live, payments, refunds, session, webhooks
+
+ROUTE_HANDLERS: list[ControllerRouterHandler] = [
+    *session.ROUTES,
+    health.healthz,
+    *payments.ROUTES,
+    *refunds.ROUTES,
+    webhooks.antom_webhook,
+    *live.ROUTES,
+]

@@ -1,0 +1,130 @@
+"""Sign in, sign out, sign out everywhere, and the account page."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from litestar import Request, get, post
+from litestar.datastructures import State
+from litestar.di import NamedDependency
+from litestar.params import QueryParameter, URLEncodedBody
+from litestar.plugins.flash import flash
+from litestar.plugins.htmx import ClientRedirect
+from litestar.response import Redirect, Template
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from web.auth import sign_in, sign_out
+from web.htmx import LOGIN_PATH, is_htmx, safe_next
+from web.models import User
+from web.services.users import LoginThrottle, authenticate, limits_for, revoke_sessions
+
+WRONG_CREDENTIALS = "The email or password is wrong."
+HOME_PATH = "/payments"
+
+
+@dataclass
+class LoginForm:
+    email: str = ""
+    password: str = ""
+    next: str = ""
+
+
+def _login_page(
+    *, email: str = "", next_path: str = "", error: str | None = None, status_code: int = 200
+) -> Template:
+    return Template(
+        template_name="session/login.html",
+        context={"email": email, "next": next_path, "error": error},
+        status_code=status_code,
+    )
+
+
+@get(LOGIN_PATH, name="session:login", exclude_from_auth=True)
+async def login_page(
+    next_path: Annotated[str, QueryParameter(name="next")] = "",
+) -> Template:
+    return _login_page(next_path=safe_next(next_path) if next_path else "")
+
+
+@post(LOGIN_PATH, name="session:login-submit", exclude_from_auth=True)
+async def login_submit(
+    request: Request[Any, Any, Any],
+    data: URLEncodedBody[LoginForm],
+    db_session: NamedDependency[AsyncSession],
+    state: State,
+) -> Template | Redirect:
+    throttle: LoginThrottle = state.login_throttle
+    email = data.email.strip()
+    if not email or not data.password:
+        return _login_page(
+            email=email,
+            next_path=data.next,
+            error="Enter your email and password.",
+            status_code=400,
+        )
+    wait = throttle.retry_after(email)
+    if wait > 0:
+        minutes = max(1, math.ceil(wait / 60))
+        return _login_page(
+            email=email,
+            next_path=data.next,
+            error=f"Too many failed attempts. Try again in {minutes} min.",
+            status_code=429,
+        )
+    user = await authenticate(db_session, email, data.password)
+    if user is None:
+        throttle.failed(email)
+        return _login_page(
+            email=email, next_path=data.next, error=WRONG_CREDENTIALS, status_code=400
+        )
+    throttle.succeeded(email)
+    sign_in(request, user)
+    return Redirect(safe_next(data.next) if data.next else "/", status_code=303)
+
+
+def _to_login(request: Request[Any, Any, Any], message: str) -> Redirect | ClientRedirect:
+    sign_out(request)
+    # An empty session that only carries the message; the cookie holds no user any more.
+    request.set_session({})
+    flash(request, message, category="info")
+    if is_htmx(request):
+        return ClientRedirect(redirect_to=LOGIN_PATH)
+    return Redirect(LOGIN_PATH, status_code=303)
+
+
+@post("/logout", name="session:logout")
+async def logout(request: Request[Any, Any, Any]) -> Redirect | ClientRedirect:
+    return _to_login(request, "You are signed out.")
+
+
+@post("/account/sign-out-everywhere", name="session:sign-out-everywhere")
+async def sign_out_everywhere(
+    request: Request[Any, Any, Any],
+    current_user: NamedDependency[User],
+    db_session: NamedDependency[AsyncSession],
+) -> Redirect | ClientRedirect:
+    assert current_user.id is not None
+    await revoke_sessions(db_session, current_user.id)
+    return _to_login(request, "You are signed out on every device and browser.")
+
+
+@get("/account", name="session:account")
+async def account(
+    current_user: NamedDependency[User], db_session: NamedDependency[AsyncSession]
+) -> Template:
+    assert current_user.id is not None
+    limits = await limits_for(db_session, current_user.id)
+    return Template(
+        template_name="session/account.html",
+        context={"user": current_user, "limits": limits},
+    )
+
+
+@get("/", name="home")
+async def home() -> Redirect:
+    return Redirect(HOME_PATH, status_code=303)
+
+
+ROUTES = [login_page, login_submit, logout, sign_out_everywhere, account, home]

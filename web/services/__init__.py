@@ -1,0 +1,1 @@
+"""Domain services: plain async functions over the database and the Antom client."""

@@ -1,0 +1,604 @@
+"""Payments and refunds lists: search, filters, sort and keyset pagination.
+
+No Litestar here: routes turn query parameters into the filter dataclasses below and
+render what comes back.
+
+Pagination is keyset ("seek"), never OFFSET: a page is "the next N rows after (key, id)"
+in the sort order, which an index on (key, id) answers by reading N rows wherever the
+page is, while OFFSET reads and throws away every earlier row (page 1,000 of a million
+rows would scan 25,000 of them). The row id breaks ties, so rows with equal sort keys are
+never duplicated or skipped between pages. Totals are capped for the same reason: an
+exact COUNT(*) over a million rows reads them all on every page view.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, Generic, Literal, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.sql.elements import ColumnElement
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
+
+from web.antom.money import ANTOM_EXPONENTS
+from web.models import Payment, Refund, RefundEvent, RefundStatus, User
+from web.rules import METHOD_PROFILES
+
+PAGE_SIZE = 25
+# Totals above this are shown as "1,000+": counting further would read the whole table.
+COUNT_CAP = 1000
+
+SortKey = Literal["time", "amount"]
+Direction = Literal["desc", "asc"]
+DateField = Literal["created", "paid"]
+
+PAYMENT_STATUSES = ("SUCCESS", "PROCESSING", "PENDING", "FAIL", "CANCELLED")
+
+T = TypeVar("T")
+
+
+# ---------------------------------------------------------------- cursors
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """A position in one ordering: the boundary row's sort key and id.
+
+    ``before`` means "the page ending just before this row" (the previous link).
+    """
+
+    sort: str
+    key: int | str
+    id: int
+    before: bool = False
+
+    def encode(self) -> str:
+        raw = json.dumps([self.sort, self.key, self.id, int(self.before)], separators=(",", ":"))
+        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, token: str, sort: str) -> Cursor | None:
+        """The cursor, or None when it is malformed or belongs to another ordering."""
+        if not token:
+            return None
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+            s, key, id_, before = json.loads(raw)
+        except (ValueError, binascii.Error, TypeError):
+            return None
+        if s != sort or not isinstance(id_, int) or not isinstance(key, int | str):
+            return None
+        if isinstance(key, bool) or isinstance(id_, bool):
+            return None
+        return cls(sort=s, key=key, id=id_, before=bool(before))
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    rows: list[T]
+    next_cursor: str | None
+    prev_cursor: str | None
+    # Rows matching the filters, up to COUNT_CAP; ``total_capped`` says there are more.
+    total: int
+    total_capped: bool
+
+    @property
+    def total_label(self) -> str:
+        return f"{COUNT_CAP:,}+" if self.total_capped else f"{self.total:,}"
+
+
+def _time_key(value: datetime) -> int:
+    """Microseconds since the epoch: exact, and JSON-safe inside a cursor."""
+    delta = value.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _from_time_key(key: int) -> datetime:
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=key)
+
+
+@dataclass(frozen=True, slots=True)
+class _Ordering:
+    name: str
+    column: Any  # the sort column (InstrumentedAttribute)
+    id_column: Any
+    is_time: bool
+
+    def key_of(self, row: Any) -> int | str:
+        value = getattr(row, self.column.key)
+        return _time_key(value) if self.is_time else int(value)
+
+    def bind(self, key: int | str) -> Any:
+        if self.is_time:
+            if not isinstance(key, int):
+                raise ValueError("time cursor needs an integer key")
+            return _from_time_key(key)
+        return int(key)
+
+
+async def _keyset_page(
+    session: AsyncSession,
+    base: SelectOfScalar[T],
+    ordering: _Ordering,
+    direction: Direction,
+    cursor: Cursor | None,
+    page_size: int,
+) -> tuple[list[T], str | None, str | None]:
+    """One page of ``base`` in (key, id) order, seeking from ``cursor``."""
+    col, idc = ordering.column, ordering.id_column
+    descending = direction == "desc"
+    stmt = base
+    # Going back reads the previous rows in the reverse order, then flips them.
+    reverse = cursor is not None and cursor.before
+    if cursor is not None:
+        try:
+            bound = ordering.bind(cursor.key)
+        except (ValueError, OverflowError):
+            cursor = None
+        else:
+            boundary = sa.tuple_(col, idc)
+            value = sa.tuple_(sa.literal(bound, col.type), sa.literal(cursor.id, idc.type))
+            after = boundary < value if descending else boundary > value
+            before = boundary > value if descending else boundary < value
+            stmt = stmt.where(before if reverse else after)
+    read_desc = descending != reverse
+    stmt = stmt.order_by(
+        *((col.desc(), idc.desc()) if read_desc else (col.asc(), idc.asc()))
+    ).limit(page_size + 1)
+    rows = list((await session.exec(stmt)).all())
+    more = len(rows) > page_size
+    rows = rows[:page_size]
+    if reverse:
+        rows.reverse()
+
+    def cur(row: Any, before: bool) -> str:
+        return Cursor(ordering.name, ordering.key_of(row), row.id, before).encode()
+
+    if not rows:
+        return rows, None, None
+    if reverse:
+        has_next, has_prev = True, more
+    else:
+        has_next, has_prev = more, cursor is not None
+    next_cursor = cur(rows[-1], False) if has_next else None
+    prev_cursor = cur(rows[0], True) if has_prev else None
+    return rows, next_cursor, prev_cursor
+
+
+async def _capped_count(session: AsyncSession, base: SelectOfScalar[Any]) -> tuple[int, bool]:
+    limited = (
+        base.with_only_columns(sa.literal(1), maintain_column_froms=True)
+        .order_by(None)
+        .limit(COUNT_CAP + 1)
+    )
+    counted = select(sa.func.count()).select_from(limited.subquery())
+    total = (await session.exec(counted)).one()
+    return min(total, COUNT_CAP), total > COUNT_CAP
+
+
+def _day_start(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+def _date_range(column: Any, start: date | None, end: date | None) -> list[ColumnElement[bool]]:
+    """Whole UTC days, ``end`` included; half-open so an index range scan answers it."""
+    clauses: list[ColumnElement[bool]] = []
+    if start is not None:
+        clauses.append(column >= _day_start(start))
+    if end is not None:
+        clauses.append(column < _day_start(end + timedelta(days=1)))
+    return clauses
+
+
+@dataclass(frozen=True, slots=True)
+class Choices:
+    """Options for a filter form (kept together so templates get one object)."""
+
+    statuses: Sequence[str]
+    methods: Sequence[str] = field(default_factory=list)
+    currencies: Sequence[str] = field(default_factory=list)
+    agents: Sequence[User] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- payments
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentFilters:
+    q: str = ""
+    status: str = ""
+    method: str = ""
+    currency: str = ""
+    date_field: DateField = "created"
+    date_from: date | None = None
+    date_to: date | None = None
+    # "yes": at least one refund row (any status); "no": none.
+    has_refunds: Literal["", "yes", "no"] = ""
+    sort: SortKey = "time"
+    direction: Direction = "desc"
+    cursor: str = ""
+
+    @property
+    def active(self) -> bool:
+        """Whether anything narrows the list (the empty-state message depends on it)."""
+        return bool(
+            self.q
+            or self.status
+            or self.method
+            or self.currency
+            or self.date_from
+            or self.date_to
+            or self.has_refunds
+        )
+
+    def query_params(self, **changes: Any) -> dict[str, str]:
+        """The filters as GET parameters, for links that keep them (sort, pagination)."""
+        f = replace(self, **changes)
+        params = {
+            "q": f.q,
+            "status": f.status,
+            "method": f.method,
+            "currency": f.currency,
+            "date_field": f.date_field if (f.date_from or f.date_to) else "",
+            "date_from": f.date_from.isoformat() if f.date_from else "",
+            "date_to": f.date_to.isoformat() if f.date_to else "",
+            "has_refunds": f.has_refunds,
+            "sort": "" if f.sort == "time" else f.sort,
+            "direction": "" if f.direction == "desc" else f.direction,
+            "cursor": f.cursor,
+        }
+        return {k: v for k, v in params.items() if v}
+
+
+def _lower_prefix(column: Any, text: str) -> ColumnElement[bool]:
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return sa.func.lower(column).like(escaped + "%", escape="\\")
+
+
+def payment_search_clause(q: str) -> ColumnElement[bool] | None:
+    """What the single search box matches.
+
+    IDs and the order reference match exactly: agents paste them whole, and equality is
+    one B-tree probe on their indexes. Email and name match by case-insensitive *prefix*
+    (so a whole email matches too): ``lower(col) LIKE 'ab%'`` is answered by the
+    ``text_pattern_ops`` expression indexes on PostgreSQL, whereas a substring search
+    (``'%ab%'``) cannot use any B-tree and would scan every payment.
+    """
+    text = q.strip()
+    if not text:
+        return None
+    clauses: list[ColumnElement[bool]] = [
+        col(Payment.payment_id) == text,
+        col(Payment.payment_request_id) == text,
+        col(Payment.reference_order_id) == text,
+    ]
+    clauses.append(_lower_prefix(col(Payment.buyer_email), text))
+    if "@" not in text:
+        clauses.append(_lower_prefix(col(Payment.buyer_name), text))
+    return sa.or_(*clauses)
+
+
+def _has_refund() -> ColumnElement[bool]:
+    return sa.exists().where(col(Refund.payment_pk) == col(Payment.id))
+
+
+def _payment_where(f: PaymentFilters) -> list[ColumnElement[bool]]:
+    where: list[ColumnElement[bool]] = []
+    if (search := payment_search_clause(f.q)) is not None:
+        where.append(search)
+    if f.status:
+        where.append(col(Payment.status) == f.status)
+    if f.method:
+        where.append(col(Payment.method) == f.method)
+    if f.currency:
+        where.append(col(Payment.currency) == f.currency)
+    date_col = col(Payment.paid_at) if f.date_field == "paid" else col(Payment.created_at)
+    where.extend(_date_range(date_col, f.date_from, f.date_to))
+    if f.has_refunds == "yes":
+        where.append(_has_refund())
+    elif f.has_refunds == "no":
+        where.append(~_has_refund())
+    return where
+
+
+def _payment_ordering(sort: SortKey) -> _Ordering:
+    if sort == "amount":
+        return _Ordering("amount", col(Payment.amount_minor), col(Payment.id), is_time=False)
+    return _Ordering("time", col(Payment.created_at), col(Payment.id), is_time=True)
+
+
+async def list_payments(
+    session: AsyncSession, f: PaymentFilters, *, page_size: int = PAGE_SIZE
+) -> Page[Payment]:
+    base = select(Payment).where(*_payment_where(f))
+    ordering = _payment_ordering(f.sort)
+    cursor = Cursor.decode(f.cursor, ordering.name)
+    rows, nxt, prev = await _keyset_page(session, base, ordering, f.direction, cursor, page_size)
+    total, capped = await _capped_count(session, base)
+    return Page(rows, nxt, prev, total, capped)
+
+
+def _with(options: Sequence[str], current: str) -> list[str]:
+    """The known options, plus the one in the URL if it is unusual (so it stays selected)."""
+    return sorted({*options, current} - {""})
+
+
+def payment_choices(f: PaymentFilters) -> Choices:
+    """Options for the payments filter selects.
+
+    From the method and currency tables, not ``SELECT DISTINCT`` over the payments:
+    that reads every row (300 ms at a million) on every page view.
+    """
+    return Choices(
+        statuses=PAYMENT_STATUSES,
+        methods=_with(list(METHOD_PROFILES), f.method),
+        currencies=_with(list(ANTOM_EXPONENTS), f.currency),
+    )
+
+
+async def find_payment(session: AsyncSession, ref: str) -> Payment | None:
+    """The payment an agent pasted: by paymentId, else paymentRequestId."""
+    text = ref.strip()
+    if not text:
+        return None
+    found = (await session.exec(select(Payment).where(col(Payment.payment_id) == text))).first()
+    if found is None:
+        found = (
+            await session.exec(
+                select(Payment)
+                .where(col(Payment.payment_request_id) == text)
+                .order_by(col(Payment.id).desc())
+                .limit(1)
+            )
+        ).first()
+    return found
+
+
+# ---------------------------------------------------------------- refunds
+
+
+@dataclass(frozen=True, slots=True)
+class RefundFilters:
+    status: str = ""
+    agent_id: int | None = None
+    currency: str = ""
+    date_from: date | None = None
+    date_to: date | None = None
+    # paymentId or paymentRequestId of the payment the refunds belong to.
+    payment: str = ""
+    # "yes": only refunds made outside the desk; "no": only the desk's own.
+    external: Literal["", "yes", "no"] = ""
+    sort: SortKey = "time"
+    direction: Direction = "desc"
+    cursor: str = ""
+
+    @property
+    def active(self) -> bool:
+        return bool(
+            self.status
+            or self.agent_id is not None
+            or self.currency
+            or self.date_from
+            or self.date_to
+            or self.payment
+            or self.external
+        )
+
+    def query_params(self, **changes: Any) -> dict[str, str]:
+        f = replace(self, **changes)
+        params = {
+            "status": f.status,
+            "agent": str(f.agent_id) if f.agent_id is not None else "",
+            "currency": f.currency,
+            "date_from": f.date_from.isoformat() if f.date_from else "",
+            "date_to": f.date_to.isoformat() if f.date_to else "",
+            "payment": f.payment,
+            "external": f.external,
+            "sort": "" if f.sort == "time" else f.sort,
+            "direction": "" if f.direction == "desc" else f.direction,
+            "cursor": f.cursor,
+        }
+        return {k: v for k, v in params.items() if v}
+
+
+@dataclass(frozen=True, slots=True)
+class RefundRow:
+    refund: Refund
+    payment: Payment
+    agent: User | None
+
+
+def _refund_where(f: RefundFilters) -> list[ColumnElement[bool]]:
+    where: list[ColumnElement[bool]] = []
+    if f.status:
+        where.append(col(Refund.status) == f.status)
+    if f.agent_id is not None:
+        where.append(col(Refund.agent_id) == f.agent_id)
+    if f.currency:
+        where.append(col(Refund.currency) == f.currency)
+    where.extend(_date_range(col(Refund.created_at), f.date_from, f.date_to))
+    if f.payment.strip():
+        ref = f.payment.strip()
+        payment_pks = sa.select(col(Payment.id)).where(
+            sa.or_(col(Payment.payment_id) == ref, col(Payment.payment_request_id) == ref)
+        )
+        where.append(col(Refund.payment_pk).in_(payment_pks))
+    if f.external == "yes":
+        where.append(col(Refund.external).is_(True))
+    elif f.external == "no":
+        where.append(col(Refund.external).is_(False))
+    return where
+
+
+def _refund_ordering(sort: SortKey) -> _Ordering:
+    if sort == "amount":
+        return _Ordering("amount", col(Refund.amount_minor), col(Refund.id), is_time=False)
+    return _Ordering("time", col(Refund.created_at), col(Refund.id), is_time=True)
+
+
+async def _rows_by_id(session: AsyncSession, model: Any, ids: set[int]) -> dict[int, Any]:
+    if not ids:
+        return {}
+    found = (await session.exec(select(model).where(model.id.in_(ids)))).all()
+    return {row.id: row for row in found}
+
+
+async def list_refunds(
+    session: AsyncSession, f: RefundFilters, *, page_size: int = PAGE_SIZE
+) -> Page[RefundRow]:
+    base = select(Refund).where(*_refund_where(f))
+    ordering = _refund_ordering(f.sort)
+    cursor = Cursor.decode(f.cursor, ordering.name)
+    refunds, nxt, prev = await _keyset_page(session, base, ordering, f.direction, cursor, page_size)
+    # Two primary-key lookups for the page's payments and agents, not a join over the list.
+    payments = await _rows_by_id(session, Payment, {r.payment_pk for r in refunds})
+    agents = await _rows_by_id(session, User, {r.agent_id for r in refunds if r.agent_id})
+    rows = [
+        RefundRow(r, payments[r.payment_pk], agents.get(r.agent_id) if r.agent_id else None)
+        for r in refunds
+    ]
+    total, capped = await _capped_count(session, base)
+    return Page(rows, nxt, prev, total, capped)
+
+
+async def refund_choices(session: AsyncSession, f: RefundFilters) -> Choices:
+    """Options for the refunds filter selects (staff accounts are few)."""
+    agents = (await session.exec(select(User).order_by(col(User.name)))).all()
+    return Choices(
+        statuses=[s.value for s in RefundStatus],
+        currencies=_with(list(ANTOM_EXPONENTS), f.currency),
+        agents=list(agents),
+    )
+
+
+# ---------------------------------------------------------------- detail pages
+
+
+async def refunds_of_payment(session: AsyncSession, payment: Payment) -> list[RefundRow]:
+    """Every refund of one payment, newest first, with its agent."""
+    refunds = (
+        await session.exec(
+            select(Refund)
+            .where(col(Refund.payment_pk) == payment.id)
+            .order_by(col(Refund.created_at).desc(), col(Refund.id).desc())
+        )
+    ).all()
+    agents = await _rows_by_id(session, User, {r.agent_id for r in refunds if r.agent_id})
+    return [RefundRow(r, payment, agents.get(r.agent_id) if r.agent_id else None) for r in refunds]
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    event: RefundEvent
+    actor: User | None
+
+
+@dataclass(frozen=True, slots=True)
+class RefundDetail:
+    row: RefundRow
+    timeline: list[TimelineEntry]
+
+
+async def refund_detail(session: AsyncSession, refund_pk: int) -> RefundDetail | None:
+    refund = await session.get(Refund, refund_pk)
+    if refund is None:
+        return None
+    payment = await session.get(Payment, refund.payment_pk)
+    if payment is None:  # the foreign key makes this impossible; keep mypy honest
+        return None
+    events = (
+        await session.exec(
+            select(RefundEvent)
+            .where(col(RefundEvent.refund_pk) == refund_pk)
+            .order_by(col(RefundEvent.at), col(RefundEvent.id))
+        )
+    ).all()
+    people = await _rows_by_id(
+        session,
+        User,
+        {e.actor_id for e in events if e.actor_id}
+        | ({refund.agent_id} if refund.agent_id else set()),
+    )
+    return RefundDetail(
+        row=RefundRow(refund, payment, people.get(refund.agent_id) if refund.agent_id else None),
+        timeline=[TimelineEntry(e, people.get(e.actor_id) if e.actor_id else None) for e in events],
+    )
+
+
+# ---------------------------------------------------------------- query strings
+
+
+def _choice(value: str, allowed: Sequence[str], default: str) -> str:
+    return value if value in allowed else default
+
+
+def parse_day(text: str) -> date | None:
+    """A ``YYYY-MM-DD`` filter value; anything else means "no bound" (never an error page)."""
+    try:
+        return date.fromisoformat(text.strip()) if text.strip() else None
+    except ValueError:
+        return None
+
+
+def payment_filters(
+    *,
+    q: str = "",
+    status: str = "",
+    method: str = "",
+    currency: str = "",
+    date_field: str = "",
+    date_from: str = "",
+    date_to: str = "",
+    has_refunds: str = "",
+    sort: str = "",
+    direction: str = "",
+    cursor: str = "",
+) -> PaymentFilters:
+    """Filters from raw query-string values; unknown choices fall back to the defaults."""
+    return PaymentFilters(
+        q=q.strip()[:254],
+        status=status.strip().upper()[:16],
+        method=method.strip().upper()[:32],
+        currency=currency.strip().upper()[:3],
+        date_field=_choice(date_field, ("created", "paid"), "created"),  # type: ignore[arg-type]
+        date_from=parse_day(date_from),
+        date_to=parse_day(date_to),
+        has_refunds=_choice(has_refunds, ("yes", "no"), ""),  # type: ignore[arg-type]
+        sort=_choice(sort, ("time", "amount"), "time"),  # type: ignore[arg-type]
+        direction=_choice(direction, ("desc", "asc"), "desc"),  # type: ignore[arg-type]
+        cursor=cursor.strip()[:200],
+    )
+
+
+def refund_filters(
+    *,
+    status: str = "",
+    agent: str = "",
+    currency: str = "",
+    date_from: str = "",
+    date_to: str = "",
+    payment: str = "",
+    external: str = "",
+    sort: str = "",
+    direction: str = "",
+    cursor: str = "",
+) -> RefundFilters:
+    return RefundFilters(
+        status=_choice(status.strip().lower(), [s.value for s in RefundStatus], ""),
+        agent_id=int(agent) if agent.strip().isdigit() and len(agent.strip()) <= 18 else None,
+        currency=currency.strip().upper()[:3],
+        date_from=parse_day(date_from),
+        date_to=parse_day(date_to),
+        payment=payment.strip()[:64],
+        external=_choice(external, ("yes", "no"), ""),  # type: ignore[arg-type]
+        sort=_choice(sort, ("time", "amount"), "time"),  # type: ignore[arg-type]
+        direction=_choice(direction, ("desc", "asc"), "desc"),  # type: ignore[arg-type]
+        cursor=cursor.strip()[:200],
+    )

@@ -1,0 +1,287 @@
+"""Configuration, read once from the environment into one frozen ``Settings``.
+
+Every environment variable the app reads is listed in ``Settings.from_env``; nothing
+else in the code base calls ``os.environ``. ``validate()`` refuses to start with a
+message that lists every problem at once, so an operator fixes a deploy in one go.
+Secret values are excluded from ``repr()`` and never appear in error messages.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from dataclasses import replace as dataclass_replace
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from web.antom.keys import AntomKeyError, load_private_key, load_public_key
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATES_DIR = ROOT / "templates"
+STATIC_DIR = ROOT / "static"
+DB_FILENAME = "refund-desk.sqlite3"
+
+Environment = Literal["development", "production", "test"]
+ENVIRONMENTS: tuple[Environment, ...] = ("development", "production", "test")
+
+# Placeholder until from_env() picks a real key; validate() refuses it in production.
+UNSET_SECRET_KEY = "unset"  # noqa: S105  (a marker, never used to sign anything)
+SECRET_KEY_FILE = ".secret_key"  # noqa: S105  (a file name)
+MIN_SECRET_KEY_LENGTH = 32
+# Substrings long enough that a random key never contains them by chance.
+_WEAK_SECRET = re.compile(r"(change.?me|secret|password|example|default|insecure)", re.I)
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; ``problems`` lists each reason."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"Refund Desk cannot start; fix the configuration:\n{lines}")
+
+
+def normalise_database_url(url: str, data_dir: Path) -> str:
+    """The async SQLAlchemy URL for ``DATABASE_URL`` (PaaS style ``postgres://`` included)."""
+    url = url.strip()
+    if not url:
+        return f"sqlite+aiosqlite:///{data_dir / DB_FILENAME}"
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ConfigError(["DATABASE_URL must look like sqlite:///path or postgresql://..."])
+    scheme = scheme.lower()
+    if scheme in ("sqlite", "sqlite+aiosqlite", "sqlite+pysqlite"):
+        return f"sqlite+aiosqlite://{rest}"
+    if scheme in ("postgres", "postgresql", "postgresql+psycopg", "postgresql+psycopg_async"):
+        return f"postgresql+psycopg://{rest}"
+    raise ConfigError(
+        [f"DATABASE_URL scheme {scheme!r} is not supported (use sqlite:// or postgresql://)"]
+    )
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced, fit for logs and ``repr``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[-1]}"))
+
+
+def local_secret_key(data_dir: Path) -> str:
+    """Outside production, a random key kept in the data folder (made on first use).
+
+    Never a fixed key in the source: a desk started without APP_ENV=production and
+    without SECRET_KEY must still not accept cookies anyone could forge.
+    """
+    path = data_dir / SECRET_KEY_FILE
+    try:
+        key = path.read_text().strip()
+        if len(key) >= MIN_SECRET_KEY_LENGTH:
+            return key
+    except FileNotFoundError:
+        pass
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key)
+    return key
+
+
+def _int(env: Mapping[str, str], name: str, default: int, problems: list[str]) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        problems.append(f"{name} must be a whole number, got {raw!r}")
+        return default
+    if value < 1:
+        problems.append(f"{name} must be at least 1, got {value}")
+        return default
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = field(repr=False)
+    port: int = 8000
+    secret_key: str = field(default=UNSET_SECRET_KEY, repr=False)
+    antom_gateway_url: str = ""
+    antom_client_id: str = ""
+    antom_merchant_private_key: str = field(default="", repr=False)
+    antom_public_keys: tuple[str, ...] = field(default=(), repr=False)
+    public_base_url: str = "http://127.0.0.1:8000"
+    antom_timeout_s: float = 15.0
+    data_dir: Path = field(default_factory=lambda: Path.cwd() / "data")
+    templates_dir: Path = TEMPLATES_DIR
+    static_dir: Path = STATIC_DIR
+    environment: Environment = "development"
+    instances: int = 1
+    # Problems found while parsing the environment, reported together by validate().
+    parse_problems: tuple[str, ...] = field(default=(), repr=False, compare=False)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.repr)
+        return f"Settings(database_url={redact_url(self.database_url)!r}, {shown})"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``env`` (default ``os.environ``). Call ``validate()`` next."""
+        env = os.environ if env is None else env
+        problems: list[str] = []
+        data_dir = Path(env.get("REFUND_DESK_DATA_DIR") or Path.cwd() / "data").resolve()
+        try:
+            database_url = normalise_database_url(env.get("DATABASE_URL", ""), data_dir)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            database_url = normalise_database_url("", data_dir)
+
+        environment = env.get("APP_ENV", "development").strip().lower() or "development"
+        if environment not in ENVIRONMENTS:
+            problems.append(
+                f"APP_ENV must be one of {', '.join(ENVIRONMENTS)}, got {environment!r}"
+            )
+            environment = "development"
+
+        port = _int(env, "PORT", 8000, problems)
+        instances = _int(env, "WEB_CONCURRENCY", 0, problems) or _int(env, "INSTANCES", 1, problems)
+        timeout_raw = env.get("ANTOM_TIMEOUT_S", "").strip()
+        timeout = 15.0
+        if timeout_raw:
+            try:
+                timeout = float(timeout_raw)
+                if not 0 < timeout <= 120:
+                    raise ValueError
+            except ValueError:
+                problems.append(
+                    f"ANTOM_TIMEOUT_S must be seconds between 0 and 120, got {timeout_raw!r}"
+                )
+                timeout = 15.0
+
+        secret_key = env.get("SECRET_KEY", "").strip()
+        if not secret_key:
+            secret_key = (
+                UNSET_SECRET_KEY if environment == "production" else local_secret_key(data_dir)
+            )
+        public_keys = tuple(
+            text
+            for name in ("ANTOM_PUBLIC_KEY", "ANTOM_PUBLIC_KEY_NEXT")
+            if (text := env.get(name, "").strip())
+        )
+        return cls(
+            database_url=database_url,
+            port=port,
+            secret_key=secret_key,
+            antom_gateway_url=env.get("ANTOM_GATEWAY_URL", "").strip().rstrip("/"),
+            antom_client_id=env.get("ANTOM_CLIENT_ID", "").strip(),
+            antom_merchant_private_key=env.get("ANTOM_MERCHANT_PRIVATE_KEY", "").strip(),
+            antom_public_keys=public_keys,
+            public_base_url=(
+                env.get("PUBLIC_BASE_URL", "").strip().rstrip("/") or f"http://127.0.0.1:{port}"
+            ),
+            antom_timeout_s=timeout,
+            data_dir=data_dir,
+            environment=environment,  # type: ignore[arg-type]  # checked against ENVIRONMENTS
+            instances=instances,
+            parse_problems=tuple(problems),
+        )
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclass_replace(self, **changes)
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == "production"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def https(self) -> bool:
+        """Cookies get ``Secure`` (and the ``__Host-`` prefix) when served over https."""
+        return self.public_base_url.startswith("https://")
+
+    @property
+    def antom_configured(self) -> bool:
+        return bool(
+            self.antom_gateway_url
+            and self.antom_client_id
+            and self.antom_merchant_private_key
+            and self.antom_public_keys
+        )
+
+    @property
+    def refund_notify_url(self) -> str:
+        return self.public_base_url + "/webhooks/antom"
+
+    def problems(self) -> list[str]:
+        """Everything wrong with this configuration, one readable line each."""
+        problems = list(self.parse_problems)
+        prod = self.is_production
+        if self.secret_key == UNSET_SECRET_KEY:
+            problems.append("SECRET_KEY is not set (use at least 32 random characters)")
+        elif prod and (
+            len(self.secret_key) < MIN_SECRET_KEY_LENGTH
+            or len(set(self.secret_key)) < 10
+            or _WEAK_SECRET.search(self.secret_key)
+        ):
+            problems.append(
+                "SECRET_KEY is too weak: use at least 32 random characters, e.g. "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+            )
+        if self.instances > 1 and self.is_sqlite:
+            problems.append(
+                f"{self.instances} instances were requested (WEB_CONCURRENCY) but DATABASE_URL "
+                "is SQLite; several instances need PostgreSQL"
+            )
+        if prod and self.is_sqlite:
+            problems.append("DATABASE_URL must point at PostgreSQL in production")
+        if prod and not self.public_base_url.startswith("https://"):
+            problems.append("PUBLIC_BASE_URL must be the https:// address the desk is served on")
+        elif not re.match(r"^https?://[^/\s]+", self.public_base_url):
+            problems.append("PUBLIC_BASE_URL must be an http(s):// address")
+        problems.extend(self._antom_problems(required=prod))
+        return problems
+
+    def _antom_problems(self, *, required: bool) -> list[str]:
+        problems: list[str] = []
+        given = {
+            "ANTOM_GATEWAY_URL": self.antom_gateway_url,
+            "ANTOM_CLIENT_ID": self.antom_client_id,
+            "ANTOM_MERCHANT_PRIVATE_KEY": self.antom_merchant_private_key,
+            "ANTOM_PUBLIC_KEY": "x" if self.antom_public_keys else "",
+        }
+        # Half a configuration is a mistake in every environment; none at all is fine
+        # outside production (the desk runs, refunds are refused with a clear message).
+        if required or any(given.values()):
+            problems.extend(f"{name} is not set" for name, value in given.items() if not value)
+        if self.antom_gateway_url and not re.match(r"^https?://[^/\s]+", self.antom_gateway_url):
+            problems.append("ANTOM_GATEWAY_URL must be an http(s):// address")
+        if self.antom_merchant_private_key:
+            try:
+                load_private_key(self.antom_merchant_private_key, "ANTOM_MERCHANT_PRIVATE_KEY")
+            except AntomKeyError as exc:
+                problems.append(str(exc))
+        names = ("ANTOM_PUBLIC_KEY", "ANTOM_PUBLIC_KEY_NEXT")
+        for name, text in zip(names, self.antom_public_keys, strict=False):
+            try:
+                load_public_key(text, name)
+            except AntomKeyError as exc:
+                problems.append(str(exc))
+        return problems
+
+    def validate(self) -> Settings:
+        """Raise ``ConfigError`` listing every problem; return self when usable."""
+        problems = self.problems()
+        if problems:
+            raise ConfigError(problems)
+        return self
