@@ -22,3 +22,7 @@ main.add_command(serve)
 main.add_command(sim)  # simulator engineer: the Antom simulator
 main.add_command(poller_command)  # status engineer: the inquiry poller worker
 main.add_command(demo)  # lead: the demo on SQLite with the simulator and seeded data
+
+
+if __name__ == "__main__":
+    main()

@@ -30,8 +30,21 @@ DEMO_USERS: tuple[tuple[str, str, str], ...] = (
     ("lead@demo.test", "Lee Lead", "lead"),
     ("admin@demo.test", "Ari Admin", "admin"),
 )
-# The demo agent's own per-refund limits (leads and admins have none).
-AGENT_LIMITS: dict[str, int] = {"USD": 50_000, "JPY": 100_000, "EUR": 50_000, "KRW": 1_000_000}
+# The demo agent's own per-refund limits; agents cannot refund in a currency without one.
+# Leads and admins have none. The JPY payment is above the agent's limit on purpose.
+AGENT_LIMITS: dict[str, int] = {
+    "USD": 50_000,
+    "EUR": 50_000,
+    "GBP": 40_000,
+    "SGD": 70_000,
+    "HKD": 400_000,
+    "CNY": 350_000,
+    "JPY": 100_000,
+    "KRW": 700_000,
+    "IDR": 800_000_000,
+    "PHP": 3_000_000,
+    "THB": 2_000_000,
+}
 
 
 @dataclass(frozen=True)
@@ -44,6 +57,10 @@ class DemoPayment:
     order: str
     captured: bool = True
     chargeback: bool = False
+
+    @property
+    def email(self) -> str:
+        return self.buyer.lower().replace(" ", ".").replace("-", "") + "@example.com"
 
 
 # Chosen to show every rule: several currencies (incl. zero-decimal JPY/KRW and IDR),
@@ -107,7 +124,7 @@ async def _seed(settings: Any, sim_url: str) -> list[str]:
                     "captured": spec.captured,
                     "paidAt": (now - timedelta(days=spec.days_ago)).isoformat(),
                     "buyerName": spec.buyer,
-                    "buyerEmail": spec.buyer.lower().replace(" ", ".") + "@example.com",
+                    "buyerEmail": spec.email,
                     "referenceOrderId": spec.order,
                 }
                 response = await sim.post("/sim/api/payments", json=body)
@@ -128,8 +145,14 @@ async def _seed(settings: Any, sim_url: str) -> list[str]:
                     session, email=DEMO_USERS[0][0], currency=currency, max_minor=max_minor
                 )
             payments: list[Payment] = []
-            for payment_id in created:
-                payments.append(await refund_svc.import_payment(session, antom, payment_id))
+            for payment_id, spec in zip(created, DEMO_PAYMENTS, strict=True):
+                payment = await refund_svc.import_payment(session, antom, payment_id)
+                # Antom does not return buyer details; a merchant's order system would
+                # fill these in, and agents search by them.
+                payment.buyer_name, payment.buyer_email = spec.buyer, spec.email
+                payment.reference_order_id = spec.order
+                session.add(payment)
+                payments.append(payment)
 
         # A little history, made through the same path an agent's click takes.
         agent = users["agent"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,8 +14,10 @@ from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.status.conftest import make_payment, make_refund, refund_result, signed
-from tests.support.fixtures_app import DEFAULT_PASSWORD
+from tests.support.fixtures_app import DEFAULT_PASSWORD, ServerThread
+from web.app import create_app
 from web.models import User
+from web.settings import Settings
 
 pytestmark = pytest.mark.browser
 
@@ -95,3 +98,43 @@ async def test_two_pages_flip_without_reload(
     await pages[0].screenshot(path=str(ARTIFACTS / "status-live-badge.png"), full_page=True)
     assert not [e for e in errors if "events" not in e], errors
     await context.close()
+
+
+@pytest.mark.postgres
+async def test_page_on_one_instance_sees_a_change_ingested_by_another(
+    browser: Browser,
+    live_server: str,
+    engine: AsyncEngine,
+    agent: User,
+    settings: Settings,
+) -> None:
+    """Two app instances on one PostgreSQL database: the page is served by A, Antom's
+    notification lands on B, the badge on A's page flips (LISTEN/NOTIFY in between)."""
+    if settings.is_sqlite:
+        pytest.skip("instances share changes through PostgreSQL LISTEN/NOTIFY")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    url_b = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    instance_b = ServerThread(create_app(settings.replace(public_base_url=url_b)), sock)
+    instance_b.start()
+    try:
+        payment = await make_payment(engine)
+        refund = await make_refund(engine, payment, amount_minor=4_000)
+        context = await signed_in_context(browser, live_server, agent)
+        errors: list[str] = []
+        page = await open_live(context, f"{live_server}/payments/{payment.id}", errors)
+        badge = page.locator(f"#refund-badge-{refund.id} [data-status]")
+        await expect(badge).to_have_attribute("data-status", "processing")
+        await page.wait_for_timeout(300)
+
+        body, headers = signed(refund_result(refund, status="FAIL"))
+        async with httpx.AsyncClient(base_url=url_b) as to_b:
+            answer = await to_b.post("/webhooks/antom", content=body, headers=headers)
+        assert answer.status_code == 200
+
+        await expect(badge).to_have_attribute("data-status", "failed", timeout=1_000)
+        await expect(page.get_by_test_id("refundable")).to_have_text("$100.00")
+        await context.close()
+    finally:
+        instance_b.stop()
+        sock.close()

@@ -987,6 +987,8 @@ async def import_payment(session: AsyncSession, antom: AntomClient, ident: str) 
             captured_minor=captured,
             status=status,
             paid_at=paid_at,
+            # Lists sort by when the payment was made at Antom, not when the desk learnt of it.
+            created_at=parse_time(found.payment_create_time) or paid_at or now,
         )
         session.add(payment)
     else:
