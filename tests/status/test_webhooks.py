@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+from typing import Any
 
 import httpx
 import pytest
@@ -427,3 +429,26 @@ async def test_dispute_notifications_in_any_order(
     await post(client, *signed(dispute("DISPUTE_CANCELLED", "d-2")))
     await post(client, *signed(dispute("DISPUTE_CREATED", "d-2")))
     assert (await reload(engine, Payment, payment.id)).dispute_open is False
+
+
+async def test_leads_see_and_resolve_alerts(
+    client: httpx.AsyncClient, engine: AsyncEngine, signed_in: Any
+) -> None:
+    body = refund_result(
+        None,
+        refundRequestId="nobody-knows",
+        refundId="antom-x",
+        refundAmount={"currency": "USD", "value": "100"},
+    )
+    await post(client, *signed(body))
+    lead, _ = await signed_in(role="lead")
+    agent, _ = await signed_in(role="agent")
+
+    assert (await agent.get("/alerts")).status_code == 403
+    page = await lead.get("/alerts")
+    assert page.status_code == 200
+    assert "nobody-knows" in page.text
+    [alert_id] = re.findall(r'id="alert-(\d+)"', page.text)
+    resolved = await lead.post(f"/alerts/{alert_id}/resolve", headers={"HX-Request": "true"})
+    assert resolved.status_code == 200 and "Resolved" in resolved.text
+    assert "nobody-knows" not in (await lead.get("/alerts")).text

@@ -107,6 +107,30 @@ class TestFromTheSimulator:
         )
         await eventually(await dispute_open(False))
 
+    async def test_check_now_asks_antom_at_once(
+        self,
+        agent_client: httpx.AsyncClient,
+        engine: AsyncEngine,
+        simulator: SimHandle,
+    ) -> None:
+        payment = await desk_payment(engine, simulator, method="GCASH")
+        refund = await make_refund(engine, payment, amount_minor=900)
+        # Antom never saw it: "check now" re-sends it with the same id, and it settles.
+        response = await agent_client.post(
+            f"/refunds/{refund.id}/check", headers={"HX-Request": "true"}
+        )
+
+        assert response.status_code == 200
+        assert "sent again with the same id" in response.text
+        assert 'hx-swap-oob="true"' in response.text
+        stored = await reload(engine, Refund, refund.id)
+        assert stored.status in (RefundStatus.SUCCEEDED, RefundStatus.PROCESSING)
+        at_antom = simulator.admin_get(f"refunds?paymentId={payment.payment_id}")
+        assert [r["refundRequestId"] for r in at_antom] == [refund.refund_request_id]
+
+        again = await agent_client.post(f"/refunds/{refund.id}/check")
+        assert again.status_code == 200
+
 
 @pytest.mark.oracle
 async def test_notifications_signed_by_the_official_sdk(

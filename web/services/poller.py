@@ -375,6 +375,7 @@ class Poller:
             self._gauges_at = time.monotonic()
             await self.flag_stuck(now)
             await refresh_gauges(self.engine, now)
+            await self._forget_dead_pollers(now)
 
     async def _heartbeat(self, now: datetime) -> None:
         async with session_scope(self.engine) as session:
@@ -393,6 +394,15 @@ class Poller:
                 row.last_loop_at = now
                 row.checks = self.checks
                 row.rate_limit_hits = self.rate_limit_hits
+
+    async def _forget_dead_pollers(self, now: datetime) -> None:
+        """Each process start is a new owner: drop heartbeats silent for a day."""
+        async with session_scope(self.engine) as session:
+            await session.exec(
+                sa.delete(PollerHeartbeat).where(
+                    col(PollerHeartbeat.last_loop_at) < now - timedelta(days=1)
+                )
+            )
 
     async def flag_stuck(self, now: datetime) -> int:
         """Raise (once each) every refund unsettled for longer than ``stuck_after_s``."""
