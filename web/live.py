@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy as sa
 from litestar import Litestar
 from litestar.channels import ChannelsPlugin
 from litestar.channels.backends.base import ChannelsBackend
@@ -107,13 +108,21 @@ class PaymentState:
 
 
 async def snapshot(
-    session: AsyncSession, refund_pks: Iterable[int], payment_pks: Iterable[int]
+    session: AsyncSession,
+    refund_pks: Iterable[int],
+    payment_pks: Iterable[int],
+    *,
+    refunds_of_payments: bool = False,
 ) -> tuple[list[RefundState], list[PaymentState]]:
-    """Committed state of these refunds and payments (a refund brings its payment)."""
+    """Committed state of these refunds and payments (a refund brings its payment; with
+    ``refunds_of_payments``, a payment brings all its refunds)."""
     refund_ids = sorted(set(refund_pks))
+    wanted: sa.ColumnElement[bool] = col(Refund.id).in_(refund_ids)
+    if refunds_of_payments and payment_pks:
+        wanted = sa.or_(wanted, col(Refund.payment_pk).in_(sorted(set(payment_pks))))
     refunds = (
-        list((await session.exec(select(Refund).where(col(Refund.id).in_(refund_ids)))).all())
-        if refund_ids
+        list((await session.exec(select(Refund).where(wanted))).all())
+        if refund_ids or refunds_of_payments
         else []
     )
     payment_ids = sorted(set(payment_pks) | {r.payment_pk for r in refunds})

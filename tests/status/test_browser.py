@@ -7,6 +7,7 @@ import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -16,7 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tests.status.conftest import make_payment, make_refund, refund_result, signed
 from tests.support.fixtures_app import DEFAULT_PASSWORD, ServerThread
 from web.app import create_app
-from web.models import User
+from web.db import session_scope
+from web.models import EventSource, Refund, RefundStatus, User
+from web.services.refunds import apply_antom_status
 from web.settings import Settings
 
 pytestmark = pytest.mark.browser
@@ -138,3 +141,55 @@ async def test_page_on_one_instance_sees_a_change_ingested_by_another(
     finally:
         instance_b.stop()
         sock.close()
+
+
+async def test_page_catches_up_after_its_stream_drops(
+    browser: Browser,
+    app: Any,
+    engine: AsyncEngine,
+    agent: User,
+    settings: Settings,
+) -> None:
+    """The server goes away; the refund settles meanwhile (no event reaches the page);
+    the server comes back on the same address: the page reconnects and shows the truth."""
+    if not settings.is_sqlite:
+        pytest.skip("reconnection does not depend on the database")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    server = ServerThread(create_app(settings.replace(public_base_url=base)), sock)
+    server.start()
+    payment = await make_payment(engine)
+    refund = await make_refund(engine, payment, amount_minor=1_000)
+    context = await signed_in_context(browser, base, agent)
+    page = await open_live(context, f"{base}/payments/{payment.id}", [])
+    badge = page.locator(f"#refund-badge-{refund.id} [data-status]")
+    await expect(badge).to_have_attribute("data-status", "processing")
+
+    # An abrupt end (crash, deploy): open streams are cut, not drained.
+    server.server.should_exit = server.server.force_exit = True
+    server.thread.join(timeout=15)
+    sock.close()
+    async with session_scope(engine) as session:
+        row = await session.get(Refund, refund.id)
+        assert row is not None
+        await apply_antom_status(
+            session, row, RefundStatus.SUCCEEDED, source=EventSource.POLLER, summary="test"
+        )
+    await page.wait_for_timeout(500)
+    await expect(badge).to_have_attribute("data-status", "processing")  # nobody told it
+
+    again = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    again.bind(("127.0.0.1", port))
+    restarted = ServerThread(create_app(settings.replace(public_base_url=base)), again)
+    restarted.start()
+    try:
+        await expect(badge).to_have_attribute("data-status", "succeeded", timeout=15_000)
+        assert page.url == f"{base}/payments/{payment.id}"
+    finally:
+        await context.close()
+        restarted.stop()
+        again.close()

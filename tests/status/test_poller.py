@@ -221,6 +221,8 @@ async def test_an_expired_lease_is_fenced_out(
     assert await b.claim(later, limit=5) == [refund.id]  # A's lease expired
 
     simulator.settle(refund_id, "SUCCESS")
+    # A was stalled all that time (its own clock agrees the lease has run out).
+    a._leased_at[refund.id or 0] -= FAST.lease_s
     stale = await a._check(refund.id or 0, EventSource.POLLER)
     assert stale.result == "lost_lease"
     assert (await reload(engine, Refund, refund.id)).lease_owner == "B"

@@ -30,6 +30,11 @@ CHECK = re.compile(r"poller (\S+) inquired refund=(\d+) .* t0=([\d.]+) t1=([\d.]
 
 
 @pytest.fixture
+def settings(make_settings: Callable[..., Settings], postgres_url: str) -> Settings:
+    return make_settings(database_url=postgres_url)
+
+
+@pytest.fixture
 def simulator_config() -> dict[str, Any]:
     return {"time_scale": 1.0}  # refunds stay PROCESSING for the whole test
 
@@ -68,8 +73,6 @@ async def test_two_poller_processes_never_check_one_refund_at_once(
     tmp_path: Path,
 ) -> None:
     settings = make_settings(database_url=postgres_url, simulator=simulator)
-    if engine.url.get_backend_name() != "postgresql":
-        pytest.skip("needs the PostgreSQL engine")
     antom = AntomClient(
         gateway_url=simulator.base_url,
         client_id=simulator.client_id,

@@ -1,10 +1,11 @@
 """Live status: the SSE stream, "check now", and the leads' list of alerts.
 
-``GET /events?refund=1&refund=2&payment=5`` streams named events for those objects
-(all refunds and payments when none are named). Each connection, reconnections
-included, starts with their current state, so a page that lost its stream catches up
-without reloading. Pages mark what to replace with ``sse-swap="refund-<id>"``,
-``sse-swap="payment-<id>-refundable"`` etc. (see ``templates/live/macros.html``).
+``GET /events?refund=1&refund=2&payment=5`` streams named events for those objects, a
+payment's refunds included (all refunds and payments when none are named). Each
+connection, reconnections included, starts with their current state, so a page that lost
+its stream catches up without reloading. Pages mark what to replace with
+``sse-swap="refund-<id>"``, ``sse-swap="payment-<id>-refundable"`` etc. (see
+``templates/live/macros.html``).
 """
 
 from __future__ import annotations
@@ -75,7 +76,9 @@ async def _stream(
         yield ServerSentEventMessage(comment="connected", retry=RETRY_MS)
         if not everything:
             async with AsyncSession(engine) as session:
-                refunds, payments = await snapshot(session, refund_ids, payment_ids)
+                refunds, payments = await snapshot(
+                    session, refund_ids, payment_ids, refunds_of_payments=True
+                )
             for message in _events(request, refunds, payments):
                 yield message
         async for data in _with_heartbeat(subscriber):
@@ -84,7 +87,8 @@ async def _stream(
                 continue
             refunds, payments = decode(data)
             if not everything:
-                refunds = [r for r in refunds if r.id in refund_ids]
+                # A payment's stream also carries its refunds, new ones included.
+                refunds = [r for r in refunds if r.id in refund_ids or r.payment in payment_ids]
                 payments = [p for p in payments if p.id in payment_ids]
             for message in _events(request, refunds, payments):
                 yield message

@@ -197,6 +197,8 @@ class Poller:
         self.limiter = RateLimiter(self.config.max_rate, self.config.min_rate)
         self.last_loop_at: datetime | None = None
         self.running = False
+        # When each of our leases was taken or last extended (monotonic clock).
+        self._leased_at: dict[int, float] = {}
         self.rate_limit_hits = 0
         self.checks = 0
         self._gauges_at = 0.0
@@ -255,10 +257,17 @@ class Poller:
                 .execution_options(synchronize_session=False)
             )
             claimed = sorted(int(pk) for pk in rows.scalars().all())
+        at = time.monotonic()
+        self._leased_at.update(dict.fromkeys(claimed, at))
         return claimed
 
     async def _renew(self, refund_pk: int) -> bool:
-        """Extend our lease just before calling Antom; False if it is no longer ours."""
+        """Make sure our lease outlasts the Antom call about to start; False if it is no
+        longer ours. A lease taken moments ago (first half of its life) already does, as
+        long as ``lease_s / 2`` exceeds the client's timeout; older ones are extended."""
+        leased_at = self._leased_at.get(refund_pk)
+        if leased_at is not None and time.monotonic() - leased_at < self.config.lease_s / 2:
+            return True
         now = utcnow()
         async with session_scope(self.engine) as session:
             renewed = await session.exec(
@@ -271,7 +280,10 @@ class Poller:
                 .values(lease_until=now + timedelta(seconds=self.config.lease_s))
                 .execution_options(synchronize_session=False)
             )
-            return renewed.rowcount == 1
+            if renewed.rowcount != 1:
+                return False
+        self._leased_at[refund_pk] = time.monotonic()
+        return True
 
     async def release_all(self) -> None:
         """Give back our leases (shutdown): another poller may pick them up at once."""
@@ -599,6 +611,7 @@ class Poller:
         values["next_check_at"] = next_check
         if resent:
             values["attempts"] = col(Refund.attempts) + 1
+        self._leased_at.pop(refund.id, None)
         async with session_scope(self.engine) as session:
             fenced = await session.exec(
                 sa.update(Refund)
