@@ -86,8 +86,15 @@ def poller_lifespan(settings: Settings) -> Any:
             on_change=_on_change(plugin_publisher(channels), engine),
         )
         app.state.poller = instance
-        stop = asyncio.Event()
-        task = asyncio.create_task(instance.run_forever(stop)) if poller_enabled() else None
+        stop, started = asyncio.Event(), asyncio.Event()
+        # on_startup hooks run once every lifespan (the channels plugin's too) is up.
+        app.on_startup.append(lambda _: started.set())
+
+        async def run() -> None:
+            await started.wait()
+            await instance.run_forever(stop)
+
+        task = asyncio.create_task(run()) if poller_enabled() else None
         try:
             yield
         finally:

@@ -101,7 +101,10 @@ def users_list() -> None:
     "--max",
     "max_text",
     required=True,
-    help='Largest single refund, e.g. 500.00; "none" removes the limit.',
+    help=(
+        'Largest single refund, e.g. 500.00. "none" removes the limit: an agent then cannot '
+        "refund in this currency at all; a lead or admin is then unlimited."
+    ),
 )
 def users_set_limit(email: str, currency: str, max_text: str) -> None:
     """Set the largest single refund a user may issue in a currency."""
@@ -116,7 +119,7 @@ def users_set_limit(email: str, currency: str, max_text: str) -> None:
     async def work(session: AsyncSession) -> str:
         await svc.set_limit(session, email=email, currency=currency, max_minor=max_minor)
         if max_minor is None:
-            return f"{email}: no {currency} limit"
+            return f"{email}: no {currency} limit (agents: no {currency} refunds; leads: unlimited)"
         return f"{email}: largest {currency} refund is {format_minor(max_minor, currency)}"
 
     click.echo(_run(work))

@@ -13,8 +13,9 @@ ops:
 - ``sign``: signature_tool.sign → ``{"value"}``
 - ``verify``: signature_tool.verify (value after ``signature=``) → ``{"ok"}``
 - ``check_signature``: webhook_tool.check_signature (whole header) → ``{"ok"}``
-- ``refund`` / ``inquiry_refund``: DefaultAlipayClient.execute against ``gateway_url``
-  over plain HTTP → ``{"body"}`` (the raw response the SDK accepted) or ``{"error"}``
+- ``refund`` / ``inquiry_refund`` / ``inquiry_payment``: DefaultAlipayClient.execute
+  against ``gateway_url`` over plain HTTP → ``{"body", "target"}`` (the raw response the
+  SDK accepted and the request target it sent) or ``{"error"}``
 """
 
 from __future__ import annotations
@@ -32,8 +33,12 @@ from com.alipay.ams.api.model.amount import Amount
 from com.alipay.ams.api.request.pay.alipay_inquiry_refund_request import (
     AlipayInquiryRefundRequest,
 )
+from com.alipay.ams.api.request.pay.alipay_pay_query_request import AlipayPayQueryRequest
 from com.alipay.ams.api.request.pay.alipay_refund_request import AlipayRefundRequest
 from com.alipay.ams.api.tools import signature_tool, webhook_tool
+
+# The request targets plain_http_post sent, so a client op can report its own.
+SENT_TARGETS: list[str] = []
 
 
 def plain_http_post(
@@ -53,6 +58,7 @@ def plain_http_post(
         connection.connect()
     except Exception as e:
         raise AlipayApiException("connect failed. " + str(e)) from e
+    SENT_TARGETS.append(url)
     connection.request("POST", url, body=(req_body or "").encode(charset), headers=headers or {})
     response = connection.getresponse()
     if response.status != 200:
@@ -78,8 +84,10 @@ def run(check: dict[str, Any]) -> dict[str, Any]:
                 check["private_key"],
             )
         }
-    if op == "verify":
-        ok = signature_tool.verify(
+    if op in ("verify", "check_signature"):
+        # verify takes the value after "signature=", check_signature the whole header.
+        verify = signature_tool.verify if op == "verify" else webhook_tool.check_signature
+        ok = verify(
             "POST",
             check["path"],
             check["client_id"],
@@ -89,18 +97,7 @@ def run(check: dict[str, Any]) -> dict[str, Any]:
             check["public_key"],
         )
         return {"ok": bool(ok)}
-    if op == "check_signature":
-        ok = webhook_tool.check_signature(
-            "POST",
-            check["path"],
-            check["client_id"],
-            check["time"],
-            check["body"],
-            check["signature"],
-            check["public_key"],
-        )
-        return {"ok": bool(ok)}
-    if op in ("refund", "inquiry_refund"):
+    if op in ("refund", "inquiry_refund", "inquiry_payment"):
         client = DefaultAlipayClient(
             check["gateway_url"], check["client_id"], check["private_key"], check["public_key"]
         )
@@ -112,11 +109,16 @@ def run(check: dict[str, Any]) -> dict[str, Any]:
             request.refund_amount = Amount(check["currency"], check["value"])
             if check.get("reason"):
                 request.refund_reason = check["reason"]
-        else:
+        elif op == "inquiry_refund":
             request = AlipayInquiryRefundRequest()
             request.refund_request_id = check.get("refund_request_id")
             request.refund_id = check.get("refund_id")
-        return {"body": client.execute(request)}
+        else:
+            request = AlipayPayQueryRequest()
+            request.payment_id = check.get("payment_id")
+            request.payment_request_id = check.get("payment_request_id")
+        body = client.execute(request)
+        return {"body": body, "target": SENT_TARGETS[-1]}
     raise ValueError(f"unknown op {op!r}")
 
 

@@ -142,3 +142,30 @@ async def test_health_and_metrics_report_status_work(
     assert 'refund_desk_webhooks_accepted_total{outcome="applied"}' in metrics
     assert 'refund_desk_webhooks_refused_total{reason="wrong_client_id"}' in metrics
     assert "refund_desk_poller_rate_limit_hits_total" in metrics
+
+
+async def test_a_payment_stream_carries_its_refunds_new_ones_included(
+    client: httpx.AsyncClient, engine: AsyncEngine, agent: User, new_client: Any
+) -> None:
+    payment = await make_payment(engine, amount_minor=10_000)
+    refund = await make_refund(engine, payment, amount_minor=1_000)
+    await login(client, agent)
+
+    async with sse(client, f"payment={payment.id}") as stream:
+        assert "Processing" in await stream.until(f"refund-{refund.id}")
+        sender = await new_client()
+        body, headers = signed(
+            refund_result(
+                None,
+                paymentId=payment.payment_id,
+                refundRequestId="made-in-dashboard",
+                refundId="antom-dash",
+                refundAmount={"currency": "USD", "value": "500"},
+            )
+        )
+        assert (await sender.post("/webhooks/antom", content=body, headers=headers)).is_success
+        event, data = await stream.next(within=2.0)
+        while not (event or "").startswith("refund-") or event == f"refund-{refund.id}":
+            event, data = await stream.next(within=2.0)
+        assert 'data-status="succeeded"' in data  # the external refund, new to the page
+        assert await stream.until(f"payment-{payment.id}-refundable") == "$85.00"
