@@ -31,7 +31,7 @@ from web.auth import (
 from web.db import database_lifespan, provide_db_session, provide_engine
 from web.htmx import EXCEPTION_HANDLERS
 from web.jobs import MetricsPlugin, poller_lifespan
-from web.live import channels_plugin
+from web.live import channels_plugin, live_lifespan
 from web.routes import ROUTE_HANDLERS
 from web.services.users import LoginThrottle
 from web.settings import Settings
@@ -114,6 +114,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         lifespan=[
             database_lifespan(settings.database_url),
             antom_lifespan(settings),
+            live_lifespan,
             poller_lifespan(settings),
         ],
         plugins=[HTMXPlugin(), channels_plugin(settings), MetricsPlugin()],

@@ -22,7 +22,6 @@ from typing import Any, cast
 
 import click
 from litestar import Litestar
-from litestar.channels import ChannelsPlugin
 from litestar.channels.backends.base import ChannelsBackend
 from litestar.config.app import AppConfig
 from litestar.datastructures import State
@@ -33,15 +32,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from web.live import (
-    Publish,
-    backend_publisher,
-    channels_backend,
-    plugin_publisher,
-    publish_changes,
-)
+from web.live import announce_commits, backend_publisher, channels_backend
 from web.models import PollerHeartbeat, utcnow
-from web.services.poller import OnChange, Poller, PollerConfig
+from web.services.poller import Poller, PollerConfig
 from web.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -49,16 +42,6 @@ log = logging.getLogger(__name__)
 STOP_TIMEOUT_S = 10.0
 # A poller that has not finished a pass for this long is reported as not alive.
 ALIVE_WITHIN_S = 120.0
-
-
-def _on_change(publish: Publish | None, engine: AsyncEngine) -> OnChange | None:
-    if publish is None:
-        return None
-
-    async def on_change(refund_pks: list[int], payment_pks: list[int]) -> None:
-        await publish_changes(publish, engine, refund_pks, payment_pks)
-
-    return on_change
 
 
 def poller_enabled() -> bool:
@@ -77,13 +60,12 @@ def poller_lifespan(settings: Settings) -> Any:
             app.state.poller = None
             yield
             return
-        channels = app.plugins.get(ChannelsPlugin)
+        # Its commits reach open pages through the commit hook (web/live.py).
         instance = Poller(
             engine,
             antom,
             notify_url=settings.refund_notify_url,
             config=PollerConfig.from_env(os.environ),
-            on_change=_on_change(plugin_publisher(channels), engine),
         )
         app.state.poller = instance
         stop, started = asyncio.Event(), asyncio.Event()
@@ -176,18 +158,16 @@ async def run_worker(settings: Settings) -> None:
         async with antom_lifespan(settings)(cast(Litestar, holder)):
             if holder.state.antom is None:
                 raise click.ClickException("Antom is not configured (ANTOM_* settings)")
-            publish: Publish | None = None
             if not settings.is_sqlite:
                 # SQLite means one process: nobody else could hear a memory channel.
                 backend = channels_backend(settings)
                 await backend.on_startup()
-                publish = backend_publisher(backend)
+                announce_commits(backend_publisher(backend), engine)
             instance = Poller(
                 engine,
                 holder.state.antom,
                 notify_url=settings.refund_notify_url,
                 config=PollerConfig.from_env(os.environ),
-                on_change=_on_change(publish, engine),
             )
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()

@@ -1,12 +1,13 @@
 """Live badges: refund changes pushed to every open page over SSE.
 
-After a transaction that changed refunds or payments commits, the writer calls
-``publish_changes``: it reads the committed rows and publishes one small JSON message
-on the ``refund_desk`` channel. Every instance's ``/events`` streams (``web/routes/
-live.py``) receive it through Litestar Channels — in memory on SQLite (one process),
-over PostgreSQL LISTEN/NOTIFY otherwise, so a change made on one instance reaches
-browsers connected to another — and turn it into named SSE events (``refund-<id>``,
-``payment-<id>-refundable``, ...) that htmx's SSE extension swaps into the page.
+When a transaction that changed refunds or payments commits, a session hook
+(``announce_commits``, installed per app by ``live_lifespan``) calls ``publish_changes``:
+it reads the committed rows and publishes one small JSON message on the ``refund_desk``
+channel. No writer has to remember to announce anything. Every instance's ``/events``
+streams (``web/routes/live.py``) receive it through Litestar Channels — in memory on
+SQLite (one process), over PostgreSQL LISTEN/NOTIFY otherwise, so a change made on one
+instance reaches browsers connected to another — and turn it into named SSE events
+(``refund-<id>``, ``payment-<id>-refundable``, ...) that htmx's SSE extension swaps in.
 
 SSE is a hint, never the truth: a lost message costs a stale badge until the next
 change or reconnect (each connection starts with the current state), never money.
@@ -14,9 +15,11 @@ change or reconnect (each connection starts with the current state), never money
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,10 +30,11 @@ from litestar.channels.backends.base import ChannelsBackend
 from litestar.channels.backends.memory import MemoryChannelsBackend
 from litestar.channels.backends.psycopg import PsycoPgChannelsBackend
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.orm import Session
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from web.models import Payment, Refund
+from web.models import Payment, Refund, RefundEvent
 from web.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -195,10 +199,72 @@ async def publish_changes(
         log.exception("live update not published refunds=%s payments=%s", refund_pks, payment_pks)
 
 
-async def publish_for_app(
-    app: Litestar, engine: AsyncEngine, refund_pks: Iterable[int], payment_pks: Iterable[int] = ()
-) -> None:
-    """``publish_changes`` from a request handler: ``await publish_for_app(request.app, ...)``."""
-    await publish_changes(
-        plugin_publisher(app.plugins.get(ChannelsPlugin)), engine, refund_pks, payment_pks
-    )
+# ---------------------------------------------------------------- after every commit
+#
+# Every change of a refund's state writes a RefundEvent (apply_antom_status, the submit
+# path, imports), and payments change as ORM objects. A session hook notes which refunds
+# and payments a transaction touched and, once it has committed, publishes them from the
+# event loop that committed it. So no writer has to remember to tell the pages, and
+# nothing is announced that was rolled back.
+
+_PUBLISHERS: dict[asyncio.AbstractEventLoop, tuple[Publish, AsyncEngine]] = {}
+_PENDING: set[asyncio.Task[None]] = set()
+_KEY = "live_changes"
+
+
+def _collect(session: Session, _flush_context: Any) -> None:
+    refunds, payments = session.info.setdefault(_KEY, (set(), set()))
+    for obj in (*session.new, *session.dirty):
+        if isinstance(obj, RefundEvent):
+            refunds.add(obj.refund_pk)
+        elif isinstance(obj, Refund) and obj.id is not None:
+            refunds.add(obj.id)
+        elif isinstance(obj, Payment) and obj.id is not None:
+            payments.add(obj.id)
+
+
+def _announce(session: Session) -> None:
+    changes = session.info.pop(_KEY, None)
+    if not changes or not (changes[0] or changes[1]):
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return  # a sync session outside any loop (CLI, migrations): nobody to tell
+    registered = _PUBLISHERS.get(loop)
+    if registered is None:
+        return
+    publish, engine = registered
+    task = loop.create_task(publish_changes(publish, engine, *map(sorted, changes)))
+    _PENDING.add(task)
+    task.add_done_callback(_PENDING.discard)
+
+
+def _forget(session: Session) -> None:
+    session.info.pop(_KEY, None)
+
+
+def announce_commits(publish: Publish, engine: AsyncEngine) -> Callable[[], None]:
+    """Publish what each commit on this event loop changed; returns the undo."""
+    if not sa.event.contains(Session, "after_flush", _collect):
+        sa.event.listen(Session, "after_flush", _collect)
+        sa.event.listen(Session, "after_commit", _announce)
+        sa.event.listen(Session, "after_soft_rollback", lambda s, _t: _forget(s))
+    loop = asyncio.get_running_loop()
+    _PUBLISHERS[loop] = (publish, engine)
+    return lambda: _PUBLISHERS.pop(loop, None) and None
+
+
+def live_lifespan(app: Litestar) -> AbstractAsyncContextManager[None]:
+    """Announce this app's commits on its channels while it runs."""
+
+    @asynccontextmanager
+    async def live() -> AsyncIterator[None]:
+        engine: AsyncEngine = app.state.engine
+        undo = announce_commits(plugin_publisher(app.plugins.get(ChannelsPlugin)), engine)
+        try:
+            yield
+        finally:
+            undo()
+
+    return live()

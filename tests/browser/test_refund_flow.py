@@ -9,26 +9,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, expect
 
+from tests.support.browser import launched_browser, screenshot
 from tests.support.fixtures_app import DEFAULT_PASSWORD
 from tests.support.simulator import SimHandle
 from web.models import User
 from web.settings import Settings
 
 pytestmark = pytest.mark.browser
-
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture
@@ -38,17 +29,8 @@ def settings(make_settings: Callable[..., Settings], simulator: SimHandle) -> Se
 
 @pytest.fixture(name="browser")
 async def fx_browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
-
-
-async def _shot(page: Page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    async with launched_browser() as browser:
+        yield browser
 
 
 async def test_agent_refunds_a_payment_found_in_antom(
@@ -79,7 +61,7 @@ async def test_agent_refunds_a_payment_found_in_antom(
     await page.get_by_label("Password").fill(DEFAULT_PASSWORD)
     await page.get_by_role("button", name="Sign in").click()
     await expect(page).to_have_url(re.compile(r"/payments$"))
-    await _shot(page, "01-payments-empty")
+    await screenshot(page, "01-payments-empty")
 
     await page.get_by_label("Find a payment in Antom").fill(created["paymentId"])
     await page.get_by_role("button", name="Find", exact=True).click()
@@ -87,7 +69,7 @@ async def test_agent_refunds_a_payment_found_in_antom(
     await expect(page.get_by_test_id("refundable")).to_have_text("¥1,200")
     amount = page.get_by_label("Amount")
     await expect(amount).to_have_value("1200")
-    await _shot(page, "02-payment-page")
+    await screenshot(page, "02-payment-page")
 
     submit = page.locator("#refund-submit")
     await amount.fill("")
@@ -95,7 +77,7 @@ async def test_agent_refunds_a_payment_found_in_antom(
     await expect(page.locator("#refund-amount-errors")).to_contain_text("refundable")
     await expect(submit).to_be_disabled()
     await expect(amount).to_be_focused()  # live checks never steal the field being typed in
-    await _shot(page, "03-amount-too-large")
+    await screenshot(page, "03-amount-too-large")
 
     await page.get_by_label("Reason").select_option("other")
     await expect(page.locator("#refund-note-errors")).to_contain_text("note")
@@ -106,7 +88,7 @@ async def test_agent_refunds_a_payment_found_in_antom(
     await expect(page.locator("#refund-note-errors")).to_be_empty()
     await expect(submit).to_be_enabled()
     await expect(submit).to_have_text("Refund ¥1,000 to ALIPAY_CN")
-    await _shot(page, "04-ready-to-refund")
+    await screenshot(page, "04-ready-to-refund")
 
     await submit.click()
     result = page.locator("#refund-result")
@@ -114,16 +96,16 @@ async def test_agent_refunds_a_payment_found_in_antom(
     await expect(result).to_contain_text("Refund of ¥1,000 succeeded")
     await expect(page.get_by_test_id("refundable")).to_have_text("¥200")
     await expect(page.locator("#payment-refunds")).to_contain_text("¥1,000")
-    await _shot(page, "05-refund-succeeded")
+    await screenshot(page, "05-refund-succeeded")
 
     await result.get_by_role("link").click()
     await expect(page.locator("ol.timeline li").first).to_be_visible()
-    await _shot(page, "06-refund-timeline")
+    await screenshot(page, "06-refund-timeline")
 
     # The lists: filter with htmx, the URL follows, and the back button restores a page.
     await page.goto(f"{live_server}/refunds")
     await expect(page.locator("#refunds-results")).to_contain_text("¥1,000")
-    await _shot(page, "07-refunds-list")
+    await screenshot(page, "07-refunds-list")
     await page.goto(f"{live_server}/payments")
     await page.get_by_label("Search").fill(created["paymentId"])
     await expect(page).to_have_url(re.compile(f"q={created['paymentId']}"))
@@ -133,7 +115,7 @@ async def test_agent_refunds_a_payment_found_in_antom(
     await page.go_back()
     await expect(page.locator("#payment-filters")).to_be_visible()
     await expect(page.get_by_label("Search")).to_have_value(created["paymentId"])
-    await _shot(page, "08-payments-search")
+    await screenshot(page, "08-payments-search")
 
     # htmx settles only class/width/height (base.html), so no inline style trips the CSP.
     assert not errors, errors
@@ -171,5 +153,5 @@ async def test_a_processing_refund_turns_succeeded_without_a_reload(
     await expect(row_badge).to_have_text("Succeeded", timeout=15_000)
     await expect(result.locator(".badge")).to_have_text("Succeeded")
     await expect(page.get_by_test_id("refundable")).to_have_text("₱2,000.00")
-    await _shot(page, "09-processing-then-succeeded")
+    await screenshot(page, "09-processing-then-succeeded")
     await context.close()

@@ -272,6 +272,15 @@ def _form_fields(html: str) -> dict[str, str]:
     return fields
 
 
+async def _filled_form(
+    desk: Desk, pk: int, *, amount: str, reason: str, currency: str = "USD"
+) -> tuple[str, dict[str, str]]:
+    """The payment page and its refund form filled in as an agent would post it."""
+    page = await desk.client.get(f"/payments/{pk}")
+    body = {"amount": amount, "currency": currency, "reason": reason, "note": ""}
+    return page.text, body | _form_fields(page.text)
+
+
 async def test_live_validation_messages_beside_each_field(desk: Desk, simulator: SimHandle) -> None:
     _, pk = await _import(desk, simulator, currency="JPY", amount_minor=1200)
     page = await desk.client.get(f"/payments/{pk}")
@@ -328,14 +337,7 @@ async def test_htmx_submit_swaps_the_result_and_updates_amounts(
     desk: Desk, simulator: SimHandle
 ) -> None:
     payment_id, pk = await _import(desk, simulator, currency="USD", amount_minor=10000)
-    page = await desk.client.get(f"/payments/{pk}")
-    body = {
-        "amount": "12.00",
-        "currency": "USD",
-        "reason": "customer_request",
-        "note": "",
-        **_form_fields(page.text),
-    }
+    _, body = await _filled_form(desk, pk, amount="12.00", reason="customer_request")
     answer = await desk.post_form(f"/payments/{pk}/refunds", body, htmx=True)
     assert answer.status_code == 200, answer.text
     assert _fragment(answer.text)
@@ -368,14 +370,7 @@ async def test_refused_htmx_submit_rerenders_the_form_with_422(
     desk: Desk, simulator: SimHandle
 ) -> None:
     _, pk = await _import(desk, simulator, currency="USD", amount_minor=10000)
-    page = await desk.client.get(f"/payments/{pk}")
-    body = {
-        "amount": "500.00",
-        "currency": "USD",
-        "reason": "other",
-        "note": "",
-        **_form_fields(page.text),
-    }
+    _, body = await _filled_form(desk, pk, amount="500.00", reason="other")
     answer = await desk.post_form(f"/payments/{pk}/refunds", body, htmx=True)
     assert answer.status_code == 422
     assert _fragment(answer.text) and 'id="refund-form"' in answer.text
@@ -388,14 +383,7 @@ async def test_refused_htmx_submit_rerenders_the_form_with_422(
 
 async def test_no_js_submit_redirects_with_a_flash(desk: Desk, simulator: SimHandle) -> None:
     _, pk = await _import(desk, simulator, currency="USD", amount_minor=10000)
-    page = await desk.client.get(f"/payments/{pk}")
-    body = {
-        "amount": "30",
-        "currency": "USD",
-        "reason": "duplicate_charge",
-        "note": "",
-        **_form_fields(page.text),
-    }
+    _, body = await _filled_form(desk, pk, amount="30", reason="duplicate_charge")
     answer = await desk.post_form(f"/payments/{pk}/refunds", body)
     assert answer.status_code == 200 and str(answer.url).endswith(f"/payments/{pk}")
     assert answer.history and answer.history[0].status_code == 303
@@ -413,21 +401,14 @@ async def test_no_js_submit_redirects_with_a_flash(desk: Desk, simulator: SimHan
 
 async def test_refund_form_needs_the_csrf_token(desk: Desk, simulator: SimHandle) -> None:
     _, pk = await _import(desk, simulator)
-    page = await desk.client.get(f"/payments/{pk}")
-    body = {
-        "amount": "1",
-        "currency": "USD",
-        "reason": "customer_request",
-        "note": "",
-        **_form_fields(page.text),
-    }
+    page, body = await _filled_form(desk, pk, amount="1", reason="customer_request")
     for url in (f"/payments/{pk}/refunds", f"/payments/{pk}/refunds/validate"):
         answer = await desk.post_form(url, body, csrf=False)
         assert answer.status_code == 403, url
     async with desk.session() as s:
         assert (await s.exec(select(Refund))).all() == []
     # The token on the page is what htmx sends as a header.
-    token = re.search(r'"x-csrftoken": "([^"]+)"', page.text)
+    token = re.search(r'"x-csrftoken": "([^"]+)"', page)
     assert token
     ok = await desk.client.post(
         f"/payments/{pk}/refunds/validate",

@@ -9,25 +9,19 @@ import pytest
 from tests.sim.helpers import Gateway
 from tests.support.simulator import running_simulator
 
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
 
 @pytest.mark.browser
 def test_page_forms_and_buttons(tmp_path: Path) -> None:
     playwright = pytest.importorskip("playwright.sync_api")
+    from tests.support.browser import launch_options
+
     with running_simulator(tmp_path, refund_delay_s=3600, time_scale=1.0) as sim:
         gw = Gateway(sim)
         p = sim.create_payment(method="CARD", amount_minor=12000)
         made = gw.refund(p["paymentId"], 2000, "r-browser")
         gw.close()
         with playwright.sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+            browser = pw.chromium.launch(**launch_options())
             page = browser.new_page()
             page.goto(sim.base_url + "/sim")
             page.select_option("select[name=method]", "GCASH")

@@ -71,9 +71,15 @@ async def test_two_pages_flip_without_reload(
     engine: AsyncEngine,
     agent: User,
     client: httpx.AsyncClient,
+    make_user: Any,
 ) -> None:
     payment = await make_payment(engine, amount_minor=10_000)
     refund = await make_refund(engine, payment, amount_minor=2_500)
+    # Something for the leads' page too (screenshot below): a refund nobody issued.
+    orphan = refund_result(
+        None, refundRequestId="made-elsewhere", refundAmount={"currency": "USD", "value": "1"}
+    )
+    await client.post("/webhooks/antom", content=(o := signed(orphan))[0], headers=o[1])
     context = await signed_in_context(browser, live_server, agent)
     errors: list[str] = []
     url = f"{live_server}/payments/{payment.id}"
@@ -101,6 +107,16 @@ async def test_two_pages_flip_without_reload(
     await pages[0].screenshot(path=str(ARTIFACTS / "status-live-badge.png"), full_page=True)
     assert not [e for e in errors if "events" not in e], errors
     await context.close()
+
+    lead = await make_user(role="lead")
+    lead_context = await signed_in_context(browser, live_server, lead)
+    alerts = await lead_context.new_page()
+    await alerts.goto(f"{live_server}/alerts")
+    await expect(alerts.get_by_text("made-elsewhere")).to_be_visible()
+    await alerts.screenshot(path=str(ARTIFACTS / "status-alerts.png"), full_page=True)
+    await alerts.get_by_role("button", name="Mark resolved").click()
+    await expect(alerts.get_by_text("Resolved")).to_be_visible()
+    await lead_context.close()
 
 
 @pytest.mark.postgres

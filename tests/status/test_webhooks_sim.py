@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -130,6 +131,40 @@ class TestFromTheSimulator:
 
         again = await agent_client.post(f"/refunds/{refund.id}/check")
         assert again.status_code == 200
+
+    async def test_a_refund_submitted_on_one_page_reaches_the_others(
+        self,
+        signed_in: Any,
+        engine: AsyncEngine,
+        simulator: SimHandle,
+    ) -> None:
+        """Nothing in the submit path publishes explicitly: the commit hook does."""
+        from tests.status.test_live import sse
+
+        payment = await desk_payment(engine, simulator, method="ALIPAY_CN")
+        agent, _ = await signed_in(role="agent", limits={"USD": 100_000})
+        watcher, _ = await signed_in(role="agent")
+        page = (await agent.get(f"/payments/{payment.id}")).text
+        tokens = dict(re.findall(r'name="(form_token|refundable_token)" value="([^"]+)"', page))
+
+        async with sse(watcher, f"payment={payment.id}") as stream:
+            assert await stream.until(f"payment-{payment.id}-refundable") == "$100.00"
+            answer = await agent.post(
+                f"/payments/{payment.id}/refunds",
+                data={
+                    "amount": "30.00",
+                    "currency": "USD",
+                    "reason": "customer_request",
+                    "note": "",
+                    **tokens,
+                },
+                headers={"HX-Request": "true"},
+            )
+            assert answer.status_code == 200
+            badge_event, badge = await stream.next(within=2.0)
+            while not (badge_event or "").startswith("refund-") or "succeeded" not in badge:
+                badge_event, badge = await stream.next(within=2.0)
+            assert await stream.until(f"payment-{payment.id}-refundable") == "$70.00"
 
 
 @pytest.mark.oracle

@@ -3,6 +3,7 @@ simulator reached over HTTP through the app's own Antom client."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -23,7 +24,14 @@ from web.antom.keys import load_private_key, load_public_key
 from web.antom.messages import InquiryPaymentResult
 from web.db import make_engine
 from web.models import AgentLimit, Payment, Refund, RefundEvent, Role, User
-from web.services.refunds import import_payment
+from web.services.refunds import (
+    FormCheck,
+    RefundDraft,
+    SubmitOutcome,
+    import_payment,
+    new_form,
+    submit_refund,
+)
 
 NOTIFY_URL = (
     "http://127.0.0.1:9/webhooks/antom"  # nothing listens: notifications are not under test
@@ -171,6 +179,37 @@ class Desk:
                 .order_by(RefundEvent.id)  # type: ignore[arg-type]
             )
             return list((await s.exec(query)).all())
+
+
+async def rendered_form(desk: Desk, payment: Payment, user: User) -> tuple[RefundDraft, FormCheck]:
+    """The refund form as the payment page renders it now for this agent."""
+    async with desk.session() as s:
+        fresh = await s.get(Payment, payment.id)
+        assert fresh is not None
+        return await new_form(s, fresh, user, now())
+
+
+async def filled_form(desk: Desk, payment: Payment, user: User, **fill: str) -> RefundDraft:
+    """The refund form as rendered now for this agent, with some fields typed in."""
+    draft, _ = await rendered_form(desk, payment, user)
+    return dataclasses.replace(draft, **fill)
+
+
+async def submit(
+    desk: Desk, antom: AntomClient, payment: Payment, user: User, draft: RefundDraft, **kw: Any
+) -> SubmitOutcome:
+    """submit_refund as the refund form's POST makes it."""
+    assert payment.id is not None
+    return await submit_refund(
+        desk.engine,
+        antom,
+        payment_pk=payment.id,
+        user=user,
+        draft=draft,
+        notify_url=NOTIFY_URL,
+        now=now(),
+        **kw,
+    )
 
 
 @pytest.fixture(name="desk")

@@ -4,42 +4,18 @@ answer a clear success or refusal, and Antom holds exactly the refunds the desk 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from typing import Any
 
 import pytest
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, update
 
-from tests.workflow.conftest import NOTIFY_URL, Desk, antom_refunds, now
+from tests.workflow.conftest import Desk, antom_refunds, filled_form, now, submit
 from web.antom.client import AntomClient
-from web.models import Payment, RefundStatus, User
-from web.services.refunds import RefundDraft, SubmitOutcome, _reserve, new_form, submit_refund
+from web.models import Payment, RefundStatus
+from web.services.refunds import _reserve
 
 CONCURRENCY = 20
-
-
-async def render(desk: Desk, payment: Payment, user: User, amount_text: str) -> RefundDraft:
-    async with desk.session() as s:
-        fresh = await s.get(Payment, payment.id)
-        assert fresh is not None
-        draft, _ = await new_form(s, fresh, user, now())
-    return dataclasses.replace(draft, amount_text=amount_text, reason="customer_request")
-
-
-async def submit(
-    desk: Desk, antom: AntomClient, payment: Payment, user: User, draft: RefundDraft
-) -> SubmitOutcome:
-    assert payment.id is not None
-    return await submit_refund(
-        desk.engine,
-        antom,
-        payment_pk=payment.id,
-        user=user,
-        draft=draft,
-        notify_url=NOTIFY_URL,
-        now=now(),
-    )
 
 
 async def test_twenty_agents_at_once_never_exceed_the_refundable_amount(
@@ -52,7 +28,10 @@ async def test_twenty_agents_at_once_never_exceed_the_refundable_amount(
     # Each round every agent renders the form and all submit $15.00 at the same moment:
     # whatever the interleaving, one wins per round until $100.00 cannot fit $15.00.
     for _ in range(8):
-        drafts = [await render(desk, payment, agent, "15.00") for agent in agents]
+        drafts = [
+            await filled_form(desk, payment, agent, amount_text="15.00", reason="customer_request")
+            for agent in agents
+        ]
         outcomes = await asyncio.gather(
             *(submit(desk, antom, payment, a, d) for a, d in zip(agents, drafts, strict=True))
         )

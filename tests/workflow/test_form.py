@@ -12,24 +12,16 @@ from typing import Any
 
 import pytest
 
-from tests.workflow.conftest import Desk, now
+from tests.workflow.conftest import Desk, now, rendered_form
 from web.models import Payment, Role, User
 from web.services.refunds import (
     REFUND_REASONS,
     FormCheck,
     RefundDraft,
     check_draft,
-    new_form,
 )
 
 UNLIMITED = {"USD": 10**9, "JPY": 10**9, "IDR": 10**12, "EUR": 10**9}
-
-
-async def render(desk: Desk, payment: Payment, user: User) -> tuple[RefundDraft, FormCheck]:
-    async with desk.session() as s:
-        fresh = await s.get(Payment, payment.id)
-        assert fresh is not None
-        return await new_form(s, fresh, user, now())
 
 
 async def check(desk: Desk, payment: Payment, user: User, draft: RefundDraft) -> FormCheck:
@@ -46,7 +38,7 @@ async def errors_for(desk: Desk, user: User | None = None, **payment_kw: Any) ->
         fill["currency"] = payment_kw.pop("draft_currency")
     user = user or await desk.user(limits=UNLIMITED)
     payment = await desk.payment(**payment_kw)
-    draft, _ = await render(desk, payment, user)
+    draft, _ = await rendered_form(desk, payment, user)
     draft = dataclasses.replace(draft, **({"reason": "customer_request"} | fill))
     return await check(desk, payment, user, draft)
 
@@ -54,8 +46,8 @@ async def errors_for(desk: Desk, user: User | None = None, **payment_kw: Any) ->
 async def test_new_form_prefills_refundable_amount_fixed_currency_fresh_tokens(desk: Desk) -> None:
     user = await desk.user(limits=UNLIMITED)
     payment = await desk.payment(amount_minor=10000, reserved_minor=3000, refund_count=1)
-    draft, first = await render(desk, payment, user)
-    again, _ = await render(desk, payment, user)
+    draft, first = await rendered_form(desk, payment, user)
+    again, _ = await rendered_form(desk, payment, user)
 
     assert draft.amount_text == "70.00"
     assert draft.currency == "USD"
@@ -71,7 +63,7 @@ async def test_new_form_prefills_refundable_amount_fixed_currency_fresh_tokens(d
 async def test_button_label_says_what_will_happen(desk: Desk) -> None:
     user = await desk.user(limits=UNLIMITED)
     payment = await desk.payment(currency="JPY", amount_minor=5000, captured_minor=5000)
-    draft, _ = await render(desk, payment, user)
+    draft, _ = await rendered_form(desk, payment, user)
     assert draft.amount_text == "5000"
     filled = dataclasses.replace(draft, amount_text="1200", reason="item_returned")
     result = await check(desk, payment, user, filled)
@@ -239,7 +231,7 @@ async def test_leads_and_admins_unlimited_unless_a_row_exists(desk: Desk) -> Non
 async def test_stale_form_says_what_changed(desk: Desk) -> None:
     user = await desk.user(limits=UNLIMITED)
     payment = await desk.payment(amount_minor=10000)
-    draft, _ = await render(desk, payment, user)
+    draft, _ = await rendered_form(desk, payment, user)
     draft = dataclasses.replace(draft, amount_text="50.00", reason="item_returned")
     assert (await check(desk, payment, user, draft)).ok
 
@@ -262,7 +254,7 @@ async def test_stale_form_says_what_changed(desk: Desk) -> None:
 async def test_tampered_token_is_stale(desk: Desk) -> None:
     user = await desk.user(limits=UNLIMITED)
     payment = await desk.payment()
-    draft, _ = await render(desk, payment, user)
+    draft, _ = await rendered_form(desk, payment, user)
     for token in ("", "garbage", "r1.x.0", "r1.10000.5"):
         result = await check(
             desk,
@@ -278,7 +270,7 @@ async def test_new_form_on_a_fully_refunded_payment_says_so(desk: Desk) -> None:
     payment = await desk.payment(
         amount_minor=10000, refunded_minor=8000, reserved_minor=2000, refund_count=2
     )
-    draft, first = await render(desk, payment, user)
+    draft, first = await rendered_form(desk, payment, user)
     assert draft.amount_text == ""
     assert first.errors == {"amount": ["Nothing is left to refund ($20.00 is still processing)"]}
     assert first.button_label == "Nothing is left to refund"

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.workflow.conftest import Desk, now
+from tests.workflow.conftest import Desk, now, rendered_form
 from web.antom.client import AntomClient
 from web.antom.messages import RefundRequest
 from web.antom.money import Money
@@ -55,10 +55,7 @@ async def test_card_captured_amount_comes_from_captures(
     payment = await find(desk, antom, made["paymentId"])
     assert payment.captured_minor == 0
     user = await desk.user(limits={"USD": 10**9})
-    async with desk.session() as s:
-        row = await s.get(Payment, payment.id)
-        assert row is not None
-        _, check = await new_form(s, row, user, now())
+    _, check = await rendered_form(desk, payment, user)
     assert check.errors["payment"] == ["The payment is authorised but not captured"]
 
     simulator.admin_post(f"payments/{made['paymentId']}/capture", {"amountMinor": 15000})

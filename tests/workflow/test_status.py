@@ -4,15 +4,14 @@ and the money moves with the status in the same transaction."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from typing import Any
 
 import pytest
 
-from tests.workflow.conftest import NOTIFY_URL, Desk, now
+from tests.workflow.conftest import Desk, filled_form, submit
 from web.antom.client import AntomClient
 from web.models import EventSource, Payment, Refund, RefundStatus, User
-from web.services.refunds import apply_antom_status, new_form, submit_refund
+from web.services.refunds import apply_antom_status
 
 
 async def processing_refund(
@@ -23,21 +22,8 @@ async def processing_refund(
     payment = await desk.imported(
         antom, simulator, method="GCASH", currency="PHP", amount_minor=50000
     )
-    async with desk.session() as s:
-        fresh = await s.get(Payment, payment.id)
-        assert fresh is not None
-        draft, _ = await new_form(s, fresh, user, now())
-    draft = dataclasses.replace(draft, amount_text=amount_text, reason="service_issue")
-    assert payment.id is not None
-    outcome = await submit_refund(
-        desk.engine,
-        antom,
-        payment_pk=payment.id,
-        user=user,
-        draft=draft,
-        notify_url=NOTIFY_URL,
-        now=now(),
-    )
+    draft = await filled_form(desk, payment, user, amount_text=amount_text, reason="service_issue")
+    outcome = await submit(desk, antom, payment, user, draft)
     assert outcome.refund is not None
     assert outcome.refund.status is RefundStatus.PROCESSING
     return payment, outcome.refund, user

@@ -8,20 +8,24 @@ a given refundRequestId only, like a transient outage.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from typing import Any
 
-from tests.workflow.conftest import NOTIFY_URL, Desk, antom_client_for, antom_refunds, now
+from tests.workflow.conftest import (
+    NOTIFY_URL,
+    Desk,
+    antom_client_for,
+    antom_refunds,
+    filled_form,
+    now,
+    submit,
+)
 from web.antom.client import AntomClient
 from web.antom.keys import generate_private_key, load_private_key
 from web.antom.money import format_plain
 from web.models import EventSource, Payment, RefundStatus, User
 from web.services.refunds import (
     RefundDraft,
-    SubmitOutcome,
     list_refund_timeline,
-    new_form,
-    submit_refund,
 )
 from web.sim.faults import Fault, magic_amount
 
@@ -30,27 +34,7 @@ BIG = 1_000_000  # $10,000.00: room for magic amounts ($666.NN, $1,666.NN, ...)
 
 
 async def form(desk: Desk, payment: Payment, user: User, **fill: str) -> RefundDraft:
-    async with desk.session() as s:
-        fresh = await s.get(Payment, payment.id)
-        assert fresh is not None
-        draft, _ = await new_form(s, fresh, user, now())
-    return dataclasses.replace(draft, **({"reason": "item_returned"} | fill))
-
-
-async def submit(
-    desk: Desk, antom: AntomClient, payment: Payment, user: User, draft: RefundDraft, **kw: Any
-) -> SubmitOutcome:
-    assert payment.id is not None
-    return await submit_refund(
-        desk.engine,
-        antom,
-        payment_pk=payment.id,
-        user=user,
-        draft=draft,
-        notify_url=NOTIFY_URL,
-        now=now(),
-        **kw,
-    )
+    return await filled_form(desk, payment, user, **({"reason": "item_returned"} | fill))
 
 
 def amount_text(fault: Fault, currency: str = "USD") -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from web.antom.money import Money, MoneyError
 
@@ -197,20 +197,44 @@ class Reply:
         return is_rate_limited(self.http_status, self.result_code)
 
 
-@dataclass(frozen=True, slots=True)
-class RefundCallResult:
-    state: RefundOutcome
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallResult:
+    """What every call's result carries over from the reply."""
+
     result_status: str | None  # S / F / U, only when the response is trusted
     result_code: str | None
     result_message: str | None
-    refund_id: str | None
-    refund_time: str | None
-    refund_amount: Money | None
     exchange: Exchange
     body: dict[str, Any]
     rate_limited: bool
     verified: bool  # the response carried a valid Antom signature
     error: str | None
+
+
+R = TypeVar("R", bound=CallResult)
+
+
+def call_result(result_type: type[R], reply: Reply, exchange: Exchange, **fields: Any) -> R:
+    """``result_type`` built from the reply, plus the fields particular to that call."""
+    return result_type(
+        result_status=reply.result_status,
+        result_code=reply.result_code,
+        result_message=reply.result_message,
+        exchange=exchange,
+        body=reply.body,
+        rate_limited=reply.rate_limited,
+        verified=reply.verified,
+        error=reply.error,
+        **fields,
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RefundCallResult(CallResult):
+    state: RefundOutcome
+    refund_id: str | None
+    refund_time: str | None
+    refund_amount: Money | None
 
     @property
     def explanation(self) -> str:
@@ -242,38 +266,25 @@ def refund_call_result(reply: Reply, exchange: Exchange) -> RefundCallResult:
         reply.transport_error, reply.http_status, reply.result_status, reply.result_code
     )
     body = reply.body if reply.trusted else {}
-    return RefundCallResult(
+    return call_result(
+        RefundCallResult,
+        reply,
+        exchange,
         state=state,
-        result_status=reply.result_status,
-        result_code=reply.result_code,
-        result_message=reply.result_message,
         refund_id=wire_text(body, "refundId"),
         refund_time=wire_text(body, "refundTime"),
         refund_amount=wire_money(body, "refundAmount"),
-        exchange=exchange,
-        body=reply.body,
-        rate_limited=reply.rate_limited,
-        verified=reply.verified,
-        error=reply.error,
     )
 
 
-@dataclass(frozen=True, slots=True)
-class InquiryRefundResult:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InquiryRefundResult(CallResult):
     found: bool  # a trusted S answer naming the refund
     refund_status: str | None  # SUCCESS / FAIL / PROCESSING
     refund_id: str | None
     refund_request_id: str | None
     refund_amount: Money | None
     refund_time: str | None
-    result_status: str | None
-    result_code: str | None
-    result_message: str | None
-    exchange: Exchange
-    body: dict[str, Any]
-    rate_limited: bool
-    verified: bool
-    error: str | None
 
     @property
     def not_exist(self) -> bool:
@@ -292,21 +303,16 @@ class InquiryRefundResult:
 def inquiry_refund_result(reply: Reply, exchange: Exchange) -> InquiryRefundResult:
     body = reply.body if reply.trusted else {}
     found = reply.result_status == "S"
-    return InquiryRefundResult(
+    return call_result(
+        InquiryRefundResult,
+        reply,
+        exchange,
         found=found,
         refund_status=wire_text(body, "refundStatus") if found else None,
         refund_id=wire_text(body, "refundId"),
         refund_request_id=wire_text(body, "refundRequestId"),
         refund_amount=wire_money(body, "refundAmount"),
         refund_time=wire_text(body, "refundTime"),
-        result_status=reply.result_status,
-        result_code=reply.result_code,
-        result_message=reply.result_message,
-        exchange=exchange,
-        body=reply.body,
-        rate_limited=reply.rate_limited,
-        verified=reply.verified,
-        error=reply.error,
     )
 
 
@@ -336,8 +342,8 @@ class PaymentTransaction:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class InquiryPaymentResult:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InquiryPaymentResult(CallResult):
     found: bool
     payment_id: str | None
     payment_request_id: str | None
@@ -347,14 +353,6 @@ class InquiryPaymentResult:
     payment_time: str | None
     payment_create_time: str | None
     transactions: list[PaymentTransaction]
-    result_status: str | None
-    result_code: str | None
-    result_message: str | None
-    exchange: Exchange
-    body: dict[str, Any]
-    rate_limited: bool
-    verified: bool
-    error: str | None
 
 
 def inquiry_payment_result(reply: Reply, exchange: Exchange) -> InquiryPaymentResult:
@@ -366,7 +364,10 @@ def inquiry_payment_result(reply: Reply, exchange: Exchange) -> InquiryPaymentRe
         for item in (raw_transactions if isinstance(raw_transactions, list) else [])
         if isinstance(item, dict)
     ]
-    return InquiryPaymentResult(
+    return call_result(
+        InquiryPaymentResult,
+        reply,
+        exchange,
         found=found,
         payment_id=wire_text(body, "paymentId"),
         payment_request_id=wire_text(body, "paymentRequestId"),
@@ -376,12 +377,4 @@ def inquiry_payment_result(reply: Reply, exchange: Exchange) -> InquiryPaymentRe
         payment_time=wire_text(body, "paymentTime"),
         payment_create_time=wire_text(body, "paymentCreateTime"),
         transactions=transactions,
-        result_status=reply.result_status,
-        result_code=reply.result_code,
-        result_message=reply.result_message,
-        exchange=exchange,
-        body=reply.body,
-        rate_limited=reply.rate_limited,
-        verified=reply.verified,
-        error=reply.error,
     )

@@ -14,8 +14,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from litestar import Request, Response, post
-from litestar.background_tasks import BackgroundTask
-from litestar.channels import ChannelsPlugin
 from litestar.di import NamedDependency
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from sqlalchemy.exc import SQLAlchemyError
@@ -24,7 +22,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from web import metrics
 from web.antom.keys import load_public_key
 from web.antom.notifications import NOTIFICATION_ACK
-from web.live import plugin_publisher, publish_changes
 from web.services.webhooks import MAX_BODY_BYTES, WebhookConfig, ingest, record_rejection
 from web.settings import Settings
 
@@ -67,7 +64,6 @@ async def antom_webhook(
     request: Request[Any, Any, Any],
     engine: NamedDependency[AsyncEngine],
     settings: NamedDependency[Settings],
-    channels: NamedDependency[ChannelsPlugin],
 ) -> Response[bytes]:
     request_id = request_id_of(request)
     remote = request.client.host if request.client else None
@@ -111,10 +107,5 @@ async def antom_webhook(
         metrics.webhook_refused(result.reason or "unknown")
         return Response(b"", status_code=result.status_code, headers=headers)
     metrics.webhook_accepted(result.outcome or "unknown")
-    # Live badges are told after the answer has gone: Antom waits for nothing optional.
-    live_update = BackgroundTask(
-        publish_changes, plugin_publisher(channels), engine, result.refund_pks, result.payment_pks
-    )
-    return Response(
-        NOTIFICATION_ACK, status_code=200, media_type=JSON, headers=headers, background=live_update
-    )
+    # Open pages hear about what this changed from the commit hook (web/live.py).
+    return Response(NOTIFICATION_ACK, status_code=200, media_type=JSON, headers=headers)

@@ -42,6 +42,7 @@ DateField = Literal["created", "paid"]
 PAYMENT_STATUSES = ("SUCCESS", "PROCESSING", "PENDING", "FAIL", "CANCELLED")
 
 T = TypeVar("T")
+M = TypeVar("M", Payment, Refund)
 
 
 # ---------------------------------------------------------------- cursors
@@ -197,6 +198,47 @@ def _date_range(column: Any, start: date | None, end: date | None) -> list[Colum
     return clauses
 
 
+def _ordering(model: type[Payment] | type[Refund], sort: SortKey) -> _Ordering:
+    """Both lists sort by creation time or amount, the row id breaking ties."""
+    if sort == "amount":
+        return _Ordering("amount", col(model.amount_minor), col(model.id), is_time=False)
+    return _Ordering("time", col(model.created_at), col(model.id), is_time=True)
+
+
+async def _list_page(
+    session: AsyncSession,
+    model: type[M],
+    where: list[ColumnElement[bool]],
+    f: PaymentFilters | RefundFilters,
+    page_size: int,
+) -> Page[M]:
+    """One page of ``model`` rows matching ``where``, in ``f``'s order from ``f.cursor``."""
+    base = select(model).where(*where)
+    ordering = _ordering(model, f.sort)
+    cursor = Cursor.decode(f.cursor, ordering.name)
+    rows, nxt, prev = await _keyset_page(session, base, ordering, f.direction, cursor, page_size)
+    total, capped = await _capped_count(session, base)
+    return Page(rows, nxt, prev, total, capped)
+
+
+def _order_params(sort: SortKey, direction: Direction, cursor: str) -> dict[str, str]:
+    """The ordering part of a list's GET parameters; defaults are left out of links."""
+    return {
+        "sort": "" if sort == "time" else sort,
+        "direction": "" if direction == "desc" else direction,
+        "cursor": cursor,
+    }
+
+
+def _parse_order(sort: str, direction: str, cursor: str) -> dict[str, Any]:
+    """The ordering filters from raw query-string values; unknown ones fall back."""
+    return {
+        "sort": _choice(sort, ("time", "amount"), "time"),
+        "direction": _choice(direction, ("desc", "asc"), "desc"),
+        "cursor": cursor.strip()[:200],
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class Choices:
     """Options for a filter form (kept together so templates get one object)."""
@@ -250,9 +292,7 @@ class PaymentFilters:
             "date_from": f.date_from.isoformat() if f.date_from else "",
             "date_to": f.date_to.isoformat() if f.date_to else "",
             "has_refunds": f.has_refunds,
-            "sort": "" if f.sort == "time" else f.sort,
-            "direction": "" if f.direction == "desc" else f.direction,
-            "cursor": f.cursor,
+            **_order_params(f.sort, f.direction, f.cursor),
         }
         return {k: v for k, v in params.items() if v}
 
@@ -308,21 +348,10 @@ def _payment_where(f: PaymentFilters) -> list[ColumnElement[bool]]:
     return where
 
 
-def _payment_ordering(sort: SortKey) -> _Ordering:
-    if sort == "amount":
-        return _Ordering("amount", col(Payment.amount_minor), col(Payment.id), is_time=False)
-    return _Ordering("time", col(Payment.created_at), col(Payment.id), is_time=True)
-
-
 async def list_payments(
     session: AsyncSession, f: PaymentFilters, *, page_size: int = PAGE_SIZE
 ) -> Page[Payment]:
-    base = select(Payment).where(*_payment_where(f))
-    ordering = _payment_ordering(f.sort)
-    cursor = Cursor.decode(f.cursor, ordering.name)
-    rows, nxt, prev = await _keyset_page(session, base, ordering, f.direction, cursor, page_size)
-    total, capped = await _capped_count(session, base)
-    return Page(rows, nxt, prev, total, capped)
+    return await _list_page(session, Payment, _payment_where(f), f, page_size)
 
 
 def _with(options: Sequence[str], current: str) -> list[str]:
@@ -401,9 +430,7 @@ class RefundFilters:
             "date_to": f.date_to.isoformat() if f.date_to else "",
             "payment": f.payment,
             "external": f.external,
-            "sort": "" if f.sort == "time" else f.sort,
-            "direction": "" if f.direction == "desc" else f.direction,
-            "cursor": f.cursor,
+            **_order_params(f.sort, f.direction, f.cursor),
         }
         return {k: v for k, v in params.items() if v}
 
@@ -437,12 +464,6 @@ def _refund_where(f: RefundFilters) -> list[ColumnElement[bool]]:
     return where
 
 
-def _refund_ordering(sort: SortKey) -> _Ordering:
-    if sort == "amount":
-        return _Ordering("amount", col(Refund.amount_minor), col(Refund.id), is_time=False)
-    return _Ordering("time", col(Refund.created_at), col(Refund.id), is_time=True)
-
-
 async def _rows_by_id(session: AsyncSession, model: Any, ids: set[int]) -> dict[int, Any]:
     if not ids:
         return {}
@@ -453,10 +474,8 @@ async def _rows_by_id(session: AsyncSession, model: Any, ids: set[int]) -> dict[
 async def list_refunds(
     session: AsyncSession, f: RefundFilters, *, page_size: int = PAGE_SIZE
 ) -> Page[RefundRow]:
-    base = select(Refund).where(*_refund_where(f))
-    ordering = _refund_ordering(f.sort)
-    cursor = Cursor.decode(f.cursor, ordering.name)
-    refunds, nxt, prev = await _keyset_page(session, base, ordering, f.direction, cursor, page_size)
+    page = await _list_page(session, Refund, _refund_where(f), f, page_size)
+    refunds = page.rows
     # Two primary-key lookups for the page's payments and agents, not a join over the list.
     payments = await _rows_by_id(session, Payment, {r.payment_pk for r in refunds})
     agents = await _rows_by_id(session, User, {r.agent_id for r in refunds if r.agent_id})
@@ -464,8 +483,7 @@ async def list_refunds(
         RefundRow(r, payments[r.payment_pk], agents.get(r.agent_id) if r.agent_id else None)
         for r in refunds
     ]
-    total, capped = await _capped_count(session, base)
-    return Page(rows, nxt, prev, total, capped)
+    return Page(rows, page.next_cursor, page.prev_cursor, page.total, page.total_capped)
 
 
 async def refund_choices(session: AsyncSession, f: RefundFilters) -> Choices:
@@ -571,9 +589,7 @@ def payment_filters(
         date_from=parse_day(date_from),
         date_to=parse_day(date_to),
         has_refunds=_choice(has_refunds, ("yes", "no"), ""),  # type: ignore[arg-type]
-        sort=_choice(sort, ("time", "amount"), "time"),  # type: ignore[arg-type]
-        direction=_choice(direction, ("desc", "asc"), "desc"),  # type: ignore[arg-type]
-        cursor=cursor.strip()[:200],
+        **_parse_order(sort, direction, cursor),
     )
 
 
@@ -598,7 +614,5 @@ def refund_filters(
         date_to=parse_day(date_to),
         payment=payment.strip()[:64],
         external=_choice(external, ("yes", "no"), ""),  # type: ignore[arg-type]
-        sort=_choice(sort, ("time", "amount"), "time"),  # type: ignore[arg-type]
-        direction=_choice(direction, ("desc", "asc"), "desc"),  # type: ignore[arg-type]
-        cursor=cursor.strip()[:200],
+        **_parse_order(sort, direction, cursor),
     )

@@ -32,7 +32,7 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -61,7 +61,6 @@ from web.services import webhooks
 
 log = logging.getLogger(__name__)
 
-OnChange = Callable[[list[int], list[int]], Awaitable[None]]
 UNSETTLED = (RefundStatus.PENDING, RefundStatus.PROCESSING)
 _OUTCOME_STATUS = {
     RefundOutcome.SUCCEEDED: RefundStatus.SUCCEEDED,
@@ -186,14 +185,12 @@ class Poller:
         notify_url: str | None,
         config: PollerConfig | None = None,
         owner: str | None = None,
-        on_change: OnChange | None = None,
     ) -> None:
         self.engine = engine
         self.antom = antom
         self.notify_url = notify_url
         self.config = config or PollerConfig()
         self.owner = owner or new_owner()
-        self.on_change = on_change
         self.limiter = RateLimiter(self.config.max_rate, self.config.min_rate)
         self.last_loop_at: datetime | None = None
         self.running = False
@@ -308,12 +305,7 @@ class Poller:
     async def reconcile(self) -> PassStats:
         """Start-up recovery: finish stored-but-unapplied notifications, then check every
         unsettled refund once, whatever its schedule (source RECONCILIATION)."""
-        applied = await webhooks.process_pending(self.engine)
-        if self.on_change and applied:
-            await self.on_change(
-                [pk for a in applied for pk in a.refund_pks],
-                [pk for a in applied for pk in a.payment_pks],
-            )
+        await webhooks.process_pending(self.engine)
         stats = PassStats()
         cursor = 0
         while True:
@@ -372,11 +364,7 @@ class Poller:
                     log.exception("poller %s: checking refund %s failed", self.owner, pk)
                     return CheckResult(pk, "error", message=type(exc).__name__)
 
-        results = list(await asyncio.gather(*(one(pk) for pk in refund_pks)))
-        changed = [r.refund_pk for r in results if r.changed]
-        if changed and self.on_change:
-            await self.on_change(changed, [])
-        return results
+        return list(await asyncio.gather(*(one(pk) for pk in refund_pks)))
 
     async def _after_pass(self) -> None:
         now = utcnow()

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import anyio
 import msgspec
@@ -25,6 +25,7 @@ from litestar.response import Template
 from litestar.response.base import ASGIResponse
 from litestar.template.config import TemplateConfig
 from litestar.types import ASGIApp, Receive, Scope, Send
+from sqlalchemy.engine import Connection
 
 from web.antom import signing
 from web.antom.keys import load_public_key
@@ -35,6 +36,8 @@ from web.sim.db import SimDB
 from web.sim.faults import Dice, Fault, FaultRates, TokenBucket
 from web.sim.gateway import Context, NewPayment, Reply, reply
 from web.sim.worker import Signer, Worker, time_header
+
+T = TypeVar("T")
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 JSON_UTF8 = "application/json; charset=UTF-8"
@@ -59,6 +62,13 @@ class SimState:
             rates=self.rates,
             dice=self.dice,
         )
+
+    async def change(self, fn: Callable[[Connection, Context], T]) -> T:
+        """An admin change in one transaction, then a wake-up for the work it scheduled."""
+        ctx = self.context()
+        out = await self.db.run(lambda conn: fn(conn, ctx))
+        self.worker.wake()
+        return out
 
 
 def provide_sim(state: State) -> SimState:
@@ -339,10 +349,7 @@ async def create_payment(
         reference_order_id=data.reference_order_id,
         notify_url=data.notify_url,
     )
-    ctx = sim.context()
-    out = await sim.db.run(lambda conn: admin.create_payment(conn, ctx, new))
-    sim.worker.wake()
-    return out
+    return await sim.change(lambda conn, ctx: admin.create_payment(conn, ctx, new))
 
 
 @get("/sim/api/payments/{payment_id:str}")
@@ -356,21 +363,15 @@ async def capture_payment(
     sim: NamedDependency[SimState],
     data: JSONBody[CaptureBody | None] = None,
 ) -> dict[str, Any]:
-    ctx = sim.context()
     minor = data.amount_minor if data else None
-    out = await sim.db.run(lambda conn: admin.capture(conn, ctx, payment_id, minor))
-    sim.worker.wake()
-    return out
+    return await sim.change(lambda conn, ctx: admin.capture(conn, ctx, payment_id, minor))
 
 
 @post("/sim/api/payments/{payment_id:str}/chargeback", status_code=200)
 async def open_chargeback(
     payment_id: FromPath[str], sim: NamedDependency[SimState]
 ) -> dict[str, Any]:
-    ctx = sim.context()
-    out = await sim.db.run(lambda conn: admin.open_chargeback(conn, ctx, payment_id))
-    sim.worker.wake()
-    return out
+    return await sim.change(lambda conn, ctx: admin.open_chargeback(conn, ctx, payment_id))
 
 
 @post("/sim/api/payments/{payment_id:str}/chargeback/close", status_code=200)
@@ -379,11 +380,8 @@ async def close_chargeback(
     sim: NamedDependency[SimState],
     data: JSONBody[CloseChargeback | None] = None,
 ) -> dict[str, Any]:
-    ctx = sim.context()
     judged = data.result if data else "ACCEPT_BY_MERCHANT"
-    out = await sim.db.run(lambda conn: admin.close_chargeback(conn, ctx, payment_id, judged))
-    sim.worker.wake()
-    return out
+    return await sim.change(lambda conn, ctx: admin.close_chargeback(conn, ctx, payment_id, judged))
 
 
 @get("/sim/api/refunds")
@@ -406,10 +404,9 @@ async def settle_refund(
     data: JSONBody[SettleBody | None] = None,
 ) -> dict[str, Any]:
     outcome = data.outcome if data else "SUCCESS"
-    now = time.time()
-    out = await sim.db.run(lambda conn: admin.settle(conn, sim.config, refund_id, outcome, now))
-    sim.worker.wake()
-    return out
+    return await sim.change(
+        lambda conn, ctx: admin.settle(conn, ctx.config, refund_id, outcome, ctx.now)
+    )
 
 
 @post("/sim/api/refunds/{refund_id:str}/reverse", status_code=200)

@@ -561,7 +561,8 @@ def handle_capture(conn: Connection, ctx: Context, body: Body) -> Reply:
     return Reply(response, wake=True)
 
 
-def handle_cancel(conn: Connection, ctx: Context, body: Body) -> Reply:
+def named_payment(conn: Connection, ctx: Context, body: Body) -> RowMapping | Reply:
+    """The payment a request names by paymentId or paymentRequestId, or the refusal."""
     payment_id = text(body, "paymentId", 64)
     payment_request_id = text(body, "paymentRequestId", 64)
     if not payment_id and not payment_request_id:
@@ -569,6 +570,13 @@ def handle_cancel(conn: Connection, ctx: Context, body: Body) -> Reply:
     p = find_payment(conn, ctx.client_id, payment_id, payment_request_id)
     if p is None:
         return reply("ORDER_NOT_EXIST", "F", "the payment does not exist")
+    return p
+
+
+def handle_cancel(conn: Connection, ctx: Context, body: Body) -> Reply:
+    p = named_payment(conn, ctx, body)
+    if isinstance(p, Reply):
+        return p
     facts = payment_facts(conn, p)
     if p["status"] != PAYMENT_CANCELLED:
         if p["captured_minor"] > 0 or facts.refund_count or p["status"] != PAYMENT_SUCCESS:
@@ -637,13 +645,9 @@ def refund_transaction(r: RowMapping) -> Body:
 
 
 def handle_inquiry_payment(conn: Connection, ctx: Context, body: Body) -> Reply:
-    payment_id = text(body, "paymentId", 64)
-    payment_request_id = text(body, "paymentRequestId", 64)
-    if not payment_id and not payment_request_id:
-        raise ParamError("paymentId or paymentRequestId is required")
-    p = find_payment(conn, ctx.client_id, payment_id, payment_request_id)
-    if p is None:
-        return reply("ORDER_NOT_EXIST", "F", "the payment does not exist")
+    p = named_payment(conn, ctx, body)
+    if isinstance(p, Reply):
+        return p
     extra: Body = {
         "paymentStatus": p["status"],
         "paymentRequestId": p["payment_request_id"],

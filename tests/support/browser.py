@@ -1,0 +1,48 @@
+"""The one way tests launch Chromium and keep screenshots.
+
+Chromium is the system one (Playwright's own browsers are never downloaded here); as
+root it needs ``--no-sandbox``, and the network is closed, so the background services
+that would reach out are switched off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from playwright.async_api import Browser, Page, async_playwright
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+def launch_options() -> dict[str, Any]:
+    """Keyword arguments for ``chromium.launch`` (async or sync Playwright API)."""
+    return {"executable_path": CHROMIUM, "args": list(CHROMIUM_ARGS)}
+
+
+@asynccontextmanager
+async def launched_browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(**launch_options())
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+async def screenshot(page: Page, name: str) -> Path:
+    """A full-page screenshot in ``test-artifacts/NAME.png``, for people to look at."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    await page.screenshot(path=str(path), full_page=True)
+    return path
