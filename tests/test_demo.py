@@ -81,6 +81,17 @@ def test_demo_serves_seeded_payments_to_a_demo_agent(
         refunds = client.get("/refunds").text
         assert "Succeeded" in refunds
 
+        # The chargeback reaches the desk as Antom's dispute notification, and blocks refunds.
+        disputed = next(spec for spec in DEMO_PAYMENTS if spec.chargeback)
+        listing = client.get("/payments", params={"q": disputed.order}).text
+        link = re.search(r'href="(/payments/\d+)"', listing)
+        assert link, listing
+        deadline = time.monotonic() + 30
+        while "chargeback is open" not in (page := client.get(link[1]).text):
+            assert time.monotonic() < deadline, "the dispute never reached the desk"
+            time.sleep(0.3)
+        assert "This refund cannot be made" in page
+
     # Both sides agree: every payment the desk lists exists at the simulator.
     at_sim = httpx.get(f"{sim}/sim/api/payments", timeout=10).json()
     assert len(at_sim) == len(DEMO_PAYMENTS)

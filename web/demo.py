@@ -90,15 +90,21 @@ def _write_key(path: Path, text: str) -> None:
     path.chmod(0o600)
 
 
-def _serve_in_thread(app: Any, host: str, port: int) -> uvicorn.Server:
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
-    threading.Thread(target=server.run, daemon=True, name=f"uvicorn-{port}").start()
+def _serve_in_thread(
+    app: Any, host: str, port: int, log_level: str = "warning"
+) -> tuple[uvicorn.Server, threading.Thread]:
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=3
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True, name=f"uvicorn-{port}")
+    thread.start()
     deadline = time.monotonic() + 20
     while not server.started:
         if time.monotonic() > deadline:
             raise click.ClickException(f"the server on port {port} did not start")
         time.sleep(0.05)
-    return server
+    return server, thread
 
 
 async def _seed(settings: Any, sim_url: str) -> list[str]:
@@ -129,10 +135,7 @@ async def _seed(settings: Any, sim_url: str) -> list[str]:
                 }
                 response = await sim.post("/sim/api/payments", json=body)
                 response.raise_for_status()
-                payment_id = response.json()["paymentId"]
-                if spec.chargeback:
-                    await sim.post(f"/sim/api/payments/{payment_id}/chargeback")
-                created.append(payment_id)
+                created.append(response.json()["paymentId"])
 
         async with session_scope(engine) as session:
             users: dict[str, User] = {}
@@ -244,9 +247,17 @@ def demo(port: int, sim_port: int | None, host: str, data_dir: Path) -> None:
     click.echo("Migrating the demo database…")
     migrate(settings.database_url)
     click.echo(f"Starting the Antom simulator on {sim_url} …")
-    _serve_in_thread(create_sim_app(sim_config), host, sim_port)
+    sim, _ = _serve_in_thread(create_sim_app(sim_config), host, sim_port)
     click.echo("Seeding payments through the simulator and importing them into the desk…")
     created = asyncio.run(_seed(settings, sim_url))
+
+    click.echo(f"Starting the desk on {desk_url} …")
+    desk, desk_thread = _serve_in_thread(create_app(settings), host, port, log_level="info")
+    # Opened only now, so the dispute notification reaches a running desk at once, as
+    # Antom's would: the desk learns of chargebacks from notifications, not inquiries.
+    for payment_id, spec in zip(created, DEMO_PAYMENTS, strict=True):
+        if spec.chargeback:
+            httpx.post(f"{sim_url}/sim/api/payments/{payment_id}/chargeback").raise_for_status()
 
     click.echo("")
     click.echo(f"  Refund Desk   {desk_url}")
@@ -256,4 +267,11 @@ def demo(port: int, sim_port: int | None, host: str, data_dir: Path) -> None:
         click.echo(f"    {role:6} {email}")
     click.echo("  Ctrl-C stops both.")
     click.echo("")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    try:
+        while desk_thread.is_alive():
+            desk_thread.join(0.5)
+    except KeyboardInterrupt:
+        click.echo("Stopping…")
+    finally:
+        desk.should_exit = sim.should_exit = True
+        desk_thread.join(10)
