@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -15,57 +12,23 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.net import free_port, serving_process
 from web.demo import DEMO_PASSWORD, DEMO_PAYMENTS, DEMO_USERS
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 @pytest.fixture(name="demo")
-def fx_demo(tmp_path: Path) -> Iterator[tuple[str, str, subprocess.Popen[str]]]:
-    port, sim_port = _free_port(), _free_port()
+def fx_demo(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    port, sim_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTOM_", "DATABASE_URL"))}
     command = [sys.executable, "-m", "web.cli", "demo", "--port", str(port)]
     command += ["--sim-port", str(sim_port), "--data-dir", str(tmp_path / "demo")]
-    process = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
     desk, sim = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{sim_port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert process.poll() is None, process.stdout.read() if process.stdout else ""
-            try:
-                if httpx.get(f"{desk}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the demo did not come up in 90 s"
-            time.sleep(0.3)
-        yield desk, sim, process
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    with serving_process(command, env, f"{desk}/healthz"):
+        yield desk, sim
 
 
-def test_demo_serves_seeded_payments_to_a_demo_agent(
-    demo: tuple[str, str, subprocess.Popen[str]],
-) -> None:
-    desk, sim, _ = demo
+def test_demo_serves_seeded_payments_to_a_demo_agent(demo: tuple[str, str]) -> None:
+    desk, sim = demo
     with httpx.Client(base_url=desk, timeout=10, follow_redirects=True) as client:
         login = client.get("/login")
         token = re.search(r'name="_csrf_token" value="([^"]+)"', login.text)

@@ -32,6 +32,7 @@ from web.db import database_lifespan, provide_db_session, provide_engine
 from web.htmx import EXCEPTION_HANDLERS
 from web.jobs import MetricsPlugin, poller_lifespan
 from web.live import channels_plugin, live_lifespan
+from web.request_ids import request_id_hook
 from web.routes import ROUTE_HANDLERS
 from web.services.users import LoginThrottle
 from web.settings import Settings
@@ -122,7 +123,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         csrf_config=build_csrf_config(settings),
         on_app_init=[auth.on_app_init],
         exception_handlers=EXCEPTION_HANDLERS,
-        before_send=[security_headers_hook(settings)],
+        before_send=[security_headers_hook(settings), request_id_hook],
         state=State({"settings": settings, "login_throttle": LoginThrottle(), "antom": None}),
         request_max_body_size=MAX_REQUEST_BODY_BYTES,
         openapi_config=None,

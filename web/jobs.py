@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -34,19 +33,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from web.live import announce_commits, backend_publisher, channels_backend
 from web.models import PollerHeartbeat, utcnow
-from web.services.poller import Poller, PollerConfig
+from web.services.poller import Poller
 from web.settings import Settings
 
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT_S = 10.0
-# A poller that has not finished a pass for this long is reported as not alive.
-ALIVE_WITHIN_S = 120.0
-
-
-def poller_enabled() -> bool:
-    """``REFUND_DESK_POLLER=off`` keeps the loop out of a web process (tests, benches)."""
-    return os.environ.get("REFUND_DESK_POLLER", "on").strip().lower() not in ("off", "0", "no")
 
 
 def poller_lifespan(settings: Settings) -> Any:
@@ -65,7 +57,7 @@ def poller_lifespan(settings: Settings) -> Any:
             engine,
             antom,
             notify_url=settings.refund_notify_url,
-            config=PollerConfig.from_env(os.environ),
+            config=settings.poller,
         )
         app.state.poller = instance
         stop, started = asyncio.Event(), asyncio.Event()
@@ -76,7 +68,8 @@ def poller_lifespan(settings: Settings) -> Any:
             await started.wait()
             await instance.run_forever(stop)
 
-        task = asyncio.create_task(run()) if poller_enabled() else None
+        # REFUND_DESK_POLLER=off: "check now" still works, the loop runs in a worker.
+        task = asyncio.create_task(run()) if settings.poller_enabled else None
         try:
             yield
         finally:
@@ -97,10 +90,20 @@ async def _stop(task: asyncio.Task[None]) -> None:
 
 
 async def poller_health(state: State, engine: AsyncEngine) -> dict[str, Any]:
-    """For /healthz: this process's poller, and the freshest poller anywhere."""
+    """For /healthz: this process's poller, and the freshest poller anywhere.
+
+    ``ok``: some poller finished a pass within ``stalled_after_s``; ``starting``: this
+    process's poller is still in its first pass (start-up reconciliation) and has not
+    been at it for that long; ``stalled``: a poller runs or ran but none finished a pass
+    lately; ``disabled``: none has ever run against this database.
+    """
+    settings: Settings = state.settings
     local = getattr(state, "poller", None)
-    mine: datetime | None = local.last_loop_at if isinstance(local, Poller) else None
-    running = isinstance(local, Poller) and local.running
+    mine: datetime | None = None
+    started: datetime | None = None
+    running = False
+    if isinstance(local, Poller):
+        mine, started, running = local.last_loop_at, local.started_at, local.running
     try:
         async with AsyncSession(engine) as session:
             latest = (
@@ -114,9 +117,15 @@ async def poller_health(state: State, engine: AsyncEngine) -> dict[str, Any]:
         log.exception("health check: poller heartbeats unreadable")
         return {"poller": "unknown", "poller_last_loop": None, "this_instance_last_loop": None}
     now = utcnow()
-    alive = latest is not None and (now - latest).total_seconds() <= ALIVE_WITHIN_S
+    window = settings.poller.stalled_after_s
+    if latest is not None and (now - latest).total_seconds() <= window:
+        status = "ok"
+    elif running and mine is None and started and (now - started).total_seconds() <= window:
+        status = "starting"
+    else:
+        status = "stalled" if running or latest else "disabled"
     return {
-        "poller": "ok" if alive else ("stalled" if running or latest else "disabled"),
+        "poller": status,
         "poller_last_loop": latest.isoformat() if latest else None,
         "this_instance_last_loop": mine.isoformat() if mine else None,
     }
@@ -167,7 +176,7 @@ async def run_worker(settings: Settings) -> None:
                 engine,
                 holder.state.antom,
                 notify_url=settings.refund_notify_url,
-                config=PollerConfig.from_env(os.environ),
+                config=settings.poller,
             )
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()

@@ -8,7 +8,6 @@ deactivates people who leave. Deactivating signs the user out everywhere at once
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -163,8 +162,10 @@ def serve(host: str) -> None:
         port=settings.port,
         workers=settings.instances,
         proxy_headers=True,
-        forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "*"),
+        forwarded_allow_ips=settings.forwarded_allow_ips,
         access_log=False,
+        # Live-badge streams never end by themselves; without this a deploy waits for SIGKILL.
+        timeout_graceful_shutdown=5,
     )
 
 

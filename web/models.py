@@ -198,8 +198,10 @@ class RefundEvent(SQLModel, table=True):
     from_status: str | None = Field(default=None, max_length=16)
     to_status: str | None = Field(default=None, max_length=16)
     summary: str = Field(max_length=256)
-    # Request/response exchange with Antom (secrets redacted), result codes, request id.
+    # Request/response exchange with Antom (secrets redacted), result codes.
     detail: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
+    # The request that caused it: the HTTP request id (x-request-id, as in the logs) of
+    # the agent's submit or "check now" or Antom's notification; "poll-…" for a poller pass.
     request_id: str | None = Field(default=None, max_length=64)
 
 

@@ -8,6 +8,7 @@ Secret values are excluded from ``repr()`` and never appear in error messages.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import secrets
@@ -109,6 +110,96 @@ def _int(env: Mapping[str, str], name: str, default: int, problems: list[str]) -
     return value
 
 
+@dataclass(frozen=True, slots=True)
+class PollerConfig:
+    """How the inquiry poller paces itself (``web/services/poller.py``).
+
+    Each field is read from ``REFUND_DESK_POLL_<FIELD>`` (e.g. ``REFUND_DESK_POLL_BATCH``);
+    the defaults suit one desk talking to the real Antom.
+    """
+
+    # Refunds claimed per pass, and how many of them are checked at the same time.
+    batch: int = 20
+    concurrency: int = 4
+    # How long a claimed refund stays this poller's. Longer than one Antom call (connect
+    # 5 s + read 15 s) with room to spare: a lease is only renewed once half has passed.
+    lease_s: float = 60.0
+    # Pause after a pass that found nothing due.
+    idle_s: float = 2.0
+    # Backoff: a check waits about half the refund's age, between these bounds.
+    base_delay_s: float = 5.0
+    max_delay_s: float = 600.0
+    # A PENDING row younger than this may still be in its submit request.
+    pending_grace_s: float = 60.0
+    # Unsettled for longer than this: raised to leads (and still polled).
+    stuck_after_s: float = 2 * 3600.0
+    # Requests per second this poller allows itself; halved on each rate-limit answer,
+    # never below min_rate.
+    max_rate: float = 20.0
+    min_rate: float = 0.2
+    # How often the status gauges (and stuck refunds) are refreshed from the database.
+    gauges_every_s: float = 10.0
+
+    @property
+    def stalled_after_s(self) -> float:
+        """No finished pass for this long means the poller is stuck, not busy: passes are
+        at most ``idle_s`` apart and one check holds its lease at most ``lease_s``."""
+        return max(120.0, 2 * (self.idle_s + self.lease_s))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], problems: list[str]) -> PollerConfig:
+        """``REFUND_DESK_POLL_<FIELD>`` overrides a field; bad values go to ``problems``."""
+        values: dict[str, Any] = {}
+        defaults = cls()
+        for f in fields(cls):
+            name = f"REFUND_DESK_POLL_{f.name.upper()}"
+            raw = env.get(name, "").strip()
+            if not raw:
+                continue
+            minimum, inclusive, unit = _POLL_BOUNDS[f.name]
+            whole = isinstance(getattr(defaults, f.name), int)
+            bound = f"at least {minimum:g}" if inclusive else f"more than {minimum:g}"
+            try:
+                value: float = int(raw) if whole else float(raw)
+            except ValueError:
+                value = math.nan
+            if not math.isfinite(value) or (value < minimum if inclusive else value <= minimum):
+                kind = "a whole number" if whole else "a number"
+                problems.append(f"{name} must be {kind} of {unit}, {bound}; got {raw!r}")
+                continue
+            values[f.name] = value
+        config = cls(**values)
+        if config.max_delay_s < config.base_delay_s:
+            problems.append(
+                "REFUND_DESK_POLL_MAX_DELAY_S must not be below REFUND_DESK_POLL_BASE_DELAY_S "
+                f"({config.max_delay_s:g} < {config.base_delay_s:g})"
+            )
+        if config.min_rate > config.max_rate:
+            problems.append(
+                "REFUND_DESK_POLL_MIN_RATE must not be above REFUND_DESK_POLL_MAX_RATE "
+                f"({config.min_rate:g} > {config.max_rate:g})"
+            )
+        return config
+
+
+# Per PollerConfig field: the lowest value allowed, whether it is allowed itself, the unit.
+_POLL_BOUNDS: dict[str, tuple[float, bool, str]] = {
+    "batch": (1, True, "refunds"),
+    "concurrency": (1, True, "checks"),
+    "lease_s": (0, False, "seconds"),
+    "idle_s": (0, False, "seconds"),
+    "base_delay_s": (0, True, "seconds"),
+    "max_delay_s": (0, True, "seconds"),
+    "pending_grace_s": (0, True, "seconds"),
+    "stuck_after_s": (0, False, "seconds"),
+    "max_rate": (0, False, "requests per second"),
+    "min_rate": (0, False, "requests per second"),
+    "gauges_every_s": (0, True, "seconds"),
+}
+_SWITCH = {"on": True, "1": True, "yes": True, "true": True}
+_SWITCH |= {"off": False, "0": False, "no": False, "false": False}
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = field(repr=False)
@@ -125,6 +216,11 @@ class Settings:
     static_dir: Path = STATIC_DIR
     environment: Environment = "development"
     instances: int = 1
+    # Where uvicorn trusts X-Forwarded-* headers from (``refund-desk serve``).
+    forwarded_allow_ips: str = "*"
+    # Whether each web process runs an inquiry poller (off when a ``worker`` runs it).
+    poller_enabled: bool = True
+    poller: PollerConfig = field(default_factory=PollerConfig)
     # Problems found while parsing the environment, reported together by validate().
     parse_problems: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
@@ -171,6 +267,10 @@ class Settings:
             secret_key = (
                 UNSET_SECRET_KEY if environment == "production" else local_secret_key(data_dir)
             )
+        switch = env.get("REFUND_DESK_POLLER", "").strip().lower() or "on"
+        if switch not in _SWITCH:
+            problems.append(f"REFUND_DESK_POLLER must be on or off, got {switch!r}")
+        poller = PollerConfig.from_env(env, problems)
         public_keys = tuple(
             text
             for name in ("ANTOM_PUBLIC_KEY", "ANTOM_PUBLIC_KEY_NEXT")
@@ -191,6 +291,9 @@ class Settings:
             data_dir=data_dir,
             environment=environment,  # type: ignore[arg-type]  # checked against ENVIRONMENTS
             instances=instances,
+            forwarded_allow_ips=env.get("FORWARDED_ALLOW_IPS", "").strip() or "*",
+            poller_enabled=_SWITCH.get(switch, True),
+            poller=poller,
             parse_problems=tuple(problems),
         )
 
@@ -249,6 +352,12 @@ class Settings:
             problems.append("PUBLIC_BASE_URL must be the https:// address the desk is served on")
         elif not re.match(r"^https?://[^/\s]+", self.public_base_url):
             problems.append("PUBLIC_BASE_URL must be an http(s):// address")
+        if self.poller.lease_s <= 2 * self.antom_timeout_s:
+            problems.append(
+                f"REFUND_DESK_POLL_LEASE_S ({self.poller.lease_s:g}) must be more than twice "
+                f"ANTOM_TIMEOUT_S ({self.antom_timeout_s:g}): a poller's lease has to outlast "
+                "the Antom call it covers"
+            )
         problems.extend(self._antom_problems(required=prod))
         return problems
 

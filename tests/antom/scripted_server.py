@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +20,7 @@ from urllib.parse import urlsplit
 import uvicorn
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
+from tests.support.net import bound_socket
 from web.antom import signing
 
 
@@ -130,20 +130,10 @@ class ScriptedServer:
         await send({"type": "http.response.body", "body": scripted.body})
 
 
-def free_port() -> int:
-    """A port nothing listens on (bound then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 @contextmanager
 def running_scripted_server() -> Iterator[ScriptedServer]:
     app = ScriptedServer()
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock = bound_socket()
     port = sock.getsockname()[1]
     config = uvicorn.Config(
         app, log_level="warning", lifespan="off", timeout_graceful_shutdown=1, access_log=False

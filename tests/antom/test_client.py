@@ -15,8 +15,8 @@ from tests.antom.scripted_server import (
     Scripted,
     ScriptedServer,
     antom_response,
-    free_port,
 )
+from tests.support.net import free_port
 from web.antom import signing
 from web.antom.client import AntomClient
 from web.antom.keys import private_key_pem

@@ -37,8 +37,8 @@ from web.antom.messages import RefundRequest  # noqa: E402
 from web.antom.money import Money  # noqa: E402
 from web.db import make_engine, migrate, session_scope  # noqa: E402
 from web.models import Payment, Refund, RefundStatus, utcnow  # noqa: E402
-from web.services.poller import Poller, PollerConfig  # noqa: E402
-from web.settings import normalise_database_url  # noqa: E402
+from web.services.poller import Poller  # noqa: E402
+from web.settings import PollerConfig, normalise_database_url  # noqa: E402
 
 PER_PAYMENT = 50
 

@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from tests.support.net import free_port  # noqa: E402
 from web.antom import signing  # noqa: E402
 from web.antom.keys import (  # noqa: E402
     generate_private_key,
@@ -59,13 +59,6 @@ def serve() -> None:
     app = create_app(Settings.from_env())
     app.register(bare)
     uvicorn.run(app, host="127.0.0.1", port=int(os.environ["PORT"]), log_level="warning")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def seed(database_url: str, n: int) -> list[tuple[str, int]]:

@@ -299,6 +299,9 @@ def test_inquiry_payment_lists_refunds_and_captures(
     assert refund_tx["transactionStatus"] in ("PROCESSING", "SUCCESS")
 
 
+# Refunds stay PROCESSING (a minute) until the test settles them: at the default fast
+# time scale one could settle before the balance "while processing" is read.
+@pytest.mark.parametrize("simulator_config", [{"time_scale": 1.0}], ids=["settled_by_test"])
 def test_balance_is_drawn_on_acceptance_and_returned_on_failure_or_reversal(
     simulator: SimHandle, gw: Gateway
 ) -> None:
@@ -311,11 +314,14 @@ def test_balance_is_drawn_on_acceptance_and_returned_on_failure_or_reversal(
         return result
 
     made = refund(gw, p, doomed)
+    assert simulator.refund(made["refundId"])["status"] == "PROCESSING"
     assert balance() == 10_000_000 - doomed  # held while processing
-    simulator.wait_for(lambda: simulator.refund(made["refundId"])["status"] == "FAIL")
+    assert simulator.settle(made["refundId"], "FAIL")["status"] == "FAIL"
     assert balance() == 10_000_000
     ok = refund(gw, p, 5000)
-    simulator.wait_for(lambda: simulator.refund(ok["refundId"])["status"] == "SUCCESS")
+    assert simulator.refund(ok["refundId"])["status"] == "PROCESSING"
+    assert balance() == 10_000_000 - 5000
+    assert simulator.settle(ok["refundId"], "SUCCESS")["status"] == "SUCCESS"
     assert balance() == 10_000_000 - 5000
     simulator.admin_post(f"refunds/{ok['refundId']}/reverse")
     assert balance() == 10_000_000

@@ -1,8 +1,9 @@
 """Submit one refund the way the web app does, in a process a crash test may SIGKILL.
 
-Not a test: ``tests/status/test_crash.py`` runs it with ``REFUND_DESK_FAULT_POINT`` set.
-stdin: JSON with database_url, gateway_url, client_id, merchant_pem, antom_pem,
-payment_pk, user_id, amount_text. Prints the refund's status if it survives.
+Not a test: ``tests/status/test_crash.py`` runs it with a fault point armed
+(``web/faults.py``). stdin: JSON with fault_point, database_url, gateway_url, client_id,
+merchant_pem, antom_pem, payment_pk, user_id, amount_text. Prints the refund's status if
+it survives.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ import sys
 from web.antom.client import AntomClient
 from web.antom.keys import load_private_key, load_public_key
 from web.db import make_engine, session_scope
+from web.faults import arm
 from web.models import Payment, User, utcnow
 from web.services.refunds import new_form, submit_refund
 
 
 async def main(args: dict[str, str | int]) -> None:
+    arm(str(args["fault_point"]))
     engine = make_engine(str(args["database_url"]))
     async with session_scope(engine) as session:
         payment = await session.get(Payment, int(args["payment_pk"]))

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import re
 import socket
+import sys
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+from playwright.async_api import Browser, BrowserContext, Page, expect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.status.conftest import make_payment, make_refund, refund_result, signed
-from tests.support.fixtures_app import DEFAULT_PASSWORD, ServerThread
+from tests.support.browser import launched_browser, screenshot
+from tests.support.fixtures_app import DEFAULT_PASSWORD, ServerThread, only_postgres, only_sqlite
+from tests.support.net import free_port, serving_process
 from web.app import create_app
 from web.db import session_scope
 from web.models import EventSource, Refund, RefundStatus, User
@@ -24,28 +27,27 @@ from web.settings import Settings
 
 pytestmark = pytest.mark.browser
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with launched_browser() as launched:
+        yield launched
 
 
-@pytest.fixture(name="browser")
-async def fx_browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
+# Counts the SSE messages a page has applied (htmx's sse extension fires htmx:sseMessage)
+# in <html data-sse-messages>: an attribute, because the desk's CSP forbids the eval that
+# page.wait_for_function would need.
+COUNT_SSE_MESSAGES = """
+document.addEventListener("htmx:sseMessage", () => {
+  const html = document.documentElement;
+  html.dataset.sseMessages = String(Number(html.dataset.sseMessages || 0) + 1);
+});
+"""
 
 
 async def signed_in_context(browser: Browser, base: str, user: User) -> BrowserContext:
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    await context.add_init_script(COUNT_SSE_MESSAGES)
     page = await context.new_page()
     await page.goto(f"{base}/login")
     await page.get_by_label("Email").fill(user.email)
@@ -56,12 +58,20 @@ async def signed_in_context(browser: Browser, base: str, user: User) -> BrowserC
     return context
 
 
-async def open_live(context: BrowserContext, url: str, errors: list[str]) -> Page:
+async def open_live(
+    context: BrowserContext, url: str, errors: list[str], streams: list[str] | None = None
+) -> Page:
+    """Open ``url`` and wait until its stream is subscribed: the server subscribes before
+    it sends the current state, so a page that has applied a message is listening."""
     page = await context.new_page()
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    async with page.expect_response(re.compile(r"/events\?")):
-        await page.goto(url)
+    if streams is not None:
+        page.on("request", lambda r: streams.append(r.url) if "/events?" in r.url else None)
+    await page.goto(url)
+    await expect(page.locator("html")).to_have_attribute(
+        "data-sse-messages", re.compile(r"^[1-9]"), timeout=15_000
+    )
     return page
 
 
@@ -83,13 +93,15 @@ async def test_two_pages_flip_without_reload(
     context = await signed_in_context(browser, live_server, agent)
     errors: list[str] = []
     url = f"{live_server}/payments/{payment.id}"
-    pages = [await open_live(context, url, errors) for _ in range(2)]
+    streams: list[str] = []
+    pages = [await open_live(context, url, errors, streams) for _ in range(2)]
+    # One stream per page: the payment's stream carries its amounts and all its refunds.
+    assert streams == [f"{live_server}/events?payment={payment.id}&"] * 2
     badges = [p.locator(f"#refund-badge-{refund.id} [data-status]") for p in pages]
-    for badge in badges:
+    for page, badge in zip(pages, badges, strict=True):
         await expect(badge).to_have_attribute("data-status", "processing")
-    # The streams are open once each page has received its first state.
-    for page in pages:
-        await page.wait_for_timeout(300)
+        await expect(page.get_by_role("button", name="Check now")).to_be_visible()
+        await expect(page.get_by_role("link", name="Alerts")).to_have_count(0)  # agents
 
     body, headers = signed(refund_result(refund))
     started = time.monotonic()
@@ -98,78 +110,95 @@ async def test_two_pages_flip_without_reload(
         await expect(badge).to_have_attribute("data-status", "succeeded", timeout=1_000)
     assert time.monotonic() - started < 1.5
     for page in pages:
+        # Settled: nothing left to check.
+        await expect(page.get_by_role("button", name="Check now")).to_be_hidden()
         await expect(page.get_by_test_id("refundable")).to_have_text("$75.00")
         await expect(page.locator(f'[sse-swap="payment-{payment.id}-refunded"]')).to_have_text(
             "$25.00"
         )
         assert page.url == url  # no reload, no navigation
-    ARTIFACTS.mkdir(exist_ok=True)
-    await pages[0].screenshot(path=str(ARTIFACTS / "status-live-badge.png"), full_page=True)
+    await screenshot(pages[0], "status-live-badge")
     assert not [e for e in errors if "events" not in e], errors
     await context.close()
 
     lead = await make_user(role="lead")
     lead_context = await signed_in_context(browser, live_server, lead)
     alerts = await lead_context.new_page()
-    await alerts.goto(f"{live_server}/alerts")
+    await alerts.goto(f"{live_server}/payments")
+    await alerts.get_by_role("link", name="Alerts").click()
+    await expect(alerts).to_have_url(f"{live_server}/alerts")
+    await expect(alerts.get_by_role("link", name="Alerts")).to_have_attribute(
+        "aria-current", "page"
+    )
     await expect(alerts.get_by_text("made-elsewhere")).to_be_visible()
-    await alerts.screenshot(path=str(ARTIFACTS / "status-alerts.png"), full_page=True)
+    await screenshot(alerts, "status-alerts")
     await alerts.get_by_role("button", name="Mark resolved").click()
     await expect(alerts.get_by_text("Resolved")).to_be_visible()
     await lead_context.close()
 
 
-@pytest.mark.postgres
-async def test_page_on_one_instance_sees_a_change_ingested_by_another(
+@pytest.fixture(name="instance_b")
+def fx_instance_b(settings: Settings) -> Iterator[str]:
+    """A second desk in its own OS process, started as the Procfile starts one."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTOM_", "REFUND_DESK_"))}
+    env |= {
+        "APP_ENV": "test",
+        "DATABASE_URL": settings.database_url,
+        "SECRET_KEY": settings.secret_key,
+        "PUBLIC_BASE_URL": base,
+        "ANTOM_GATEWAY_URL": settings.antom_gateway_url,
+        "ANTOM_CLIENT_ID": settings.antom_client_id,
+        "ANTOM_MERCHANT_PRIVATE_KEY": settings.antom_merchant_private_key,
+        "ANTOM_PUBLIC_KEY": settings.antom_public_keys[0],
+        "REFUND_DESK_POLLER": "off",
+    }
+    command = [sys.executable, "-m", "uvicorn", "web.asgi:app", "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--timeout-graceful-shutdown", "2"]
+    with serving_process(command, env, f"{base}/healthz"):
+        yield base
+
+
+@only_postgres  # processes share changes through PostgreSQL LISTEN/NOTIFY
+async def test_page_on_one_process_sees_a_change_ingested_by_another(
     browser: Browser,
     live_server: str,
+    instance_b: str,
     engine: AsyncEngine,
     agent: User,
-    settings: Settings,
 ) -> None:
-    """Two app instances on one PostgreSQL database: the page is served by A, Antom's
-    notification lands on B, the badge on A's page flips (LISTEN/NOTIFY in between)."""
-    if settings.is_sqlite:
-        pytest.skip("instances share changes through PostgreSQL LISTEN/NOTIFY")
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    url_b = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    instance_b = ServerThread(create_app(settings.replace(public_base_url=url_b)), sock)
-    instance_b.start()
-    try:
-        payment = await make_payment(engine)
-        refund = await make_refund(engine, payment, amount_minor=4_000)
-        context = await signed_in_context(browser, live_server, agent)
-        errors: list[str] = []
-        page = await open_live(context, f"{live_server}/payments/{payment.id}", errors)
-        badge = page.locator(f"#refund-badge-{refund.id} [data-status]")
-        await expect(badge).to_have_attribute("data-status", "processing")
-        await page.wait_for_timeout(300)
+    """Two desk processes on one PostgreSQL database: the page is served by A (this test's
+    server), Antom's notification lands on B (a separate process), A's badge flips."""
+    payment = await make_payment(engine)
+    refund = await make_refund(engine, payment, amount_minor=4_000)
+    context = await signed_in_context(browser, live_server, agent)
+    errors: list[str] = []
+    page = await open_live(context, f"{live_server}/payments/{payment.id}", errors)
+    badge = page.locator(f"#refund-badge-{refund.id} [data-status]")
+    await expect(badge).to_have_attribute("data-status", "processing")
 
-        body, headers = signed(refund_result(refund, status="FAIL"))
-        async with httpx.AsyncClient(base_url=url_b) as to_b:
-            answer = await to_b.post("/webhooks/antom", content=body, headers=headers)
-        assert answer.status_code == 200
+    body, headers = signed(refund_result(refund, status="FAIL"))
+    async with httpx.AsyncClient(base_url=instance_b) as to_b:
+        answer = await to_b.post("/webhooks/antom", content=body, headers=headers)
+    assert answer.status_code == 200, answer.text
 
-        await expect(badge).to_have_attribute("data-status", "failed", timeout=1_000)
-        await expect(page.get_by_test_id("refundable")).to_have_text("$100.00")
-        await context.close()
-    finally:
-        instance_b.stop()
-        sock.close()
+    await expect(badge).to_have_attribute("data-status", "failed", timeout=1_000)
+    await expect(page.get_by_test_id("refundable")).to_have_text("$100.00")
+    await screenshot(page, "status-two-processes")
+    assert not errors, errors
+    await context.close()
 
 
+@only_sqlite  # reconnection does not depend on the database
 async def test_page_catches_up_after_its_stream_drops(
     browser: Browser,
-    app: Any,
     engine: AsyncEngine,
     agent: User,
     settings: Settings,
 ) -> None:
     """The server goes away; the refund settles meanwhile (no event reaches the page);
     the server comes back on the same address: the page reconnects and shows the truth."""
-    if not settings.is_sqlite:
-        pytest.skip("reconnection does not depend on the database")
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))

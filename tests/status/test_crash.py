@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from tests.support.simulator import SimHandle
 from web.app import create_app
 from web.db import session_scope
 from web.models import Payment, Refund, RefundStatus
-from web.settings import Settings
+from web.settings import PollerConfig, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,8 +37,8 @@ def settings(make_settings: Callable[..., Settings], db_url: str, simulator: Sim
 def crash_submit(
     settings: Settings, payment: Payment, user_id: int, point: str
 ) -> subprocess.CompletedProcess[str]:
-    env = os.environ | {"REFUND_DESK_FAULT_POINT": point}
     args = {
+        "fault_point": point,
         "database_url": settings.database_url,
         "gateway_url": settings.antom_gateway_url,
         "client_id": settings.antom_client_id,
@@ -55,7 +54,6 @@ def crash_submit(
         capture_output=True,
         text=True,
         cwd=ROOT,
-        env=env,
         timeout=60,
         check=False,
     )
@@ -70,7 +68,6 @@ async def test_restart_settles_a_refund_killed_mid_submit(
     make_user: Callable[..., Any],
     server_base_url: str,
     _server_socket: Any,
-    monkeypatch: pytest.MonkeyPatch,
     point: str,
 ) -> None:
     payment = await desk_payment(engine, simulator, method="ALIPAY_CN")
@@ -85,17 +82,22 @@ async def test_restart_settles_a_refund_killed_mid_submit(
     at_antom = simulator.admin_get(f"refunds?paymentId={payment.payment_id}")
     assert len(at_antom) == (0 if point == "after_write_ahead" else 1)
 
-    # Restart: the app's start-up reconciliation settles it.
-    monkeypatch.setenv("REFUND_DESK_POLL_PENDING_GRACE_S", "0")
-    server = ServerThread(create_app(settings), _server_socket)
+    # Restart: the app's start-up reconciliation settles it (no grace: it is old enough).
+    restarted = settings.replace(poller=PollerConfig(pending_grace_s=0))
+    server = ServerThread(create_app(restarted), _server_socket)
     server.start()
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 30
         while (await reload(engine, Refund, refund.id)).status != RefundStatus.SUCCEEDED:
             assert time.monotonic() < deadline, "the restarted app did not settle the refund"
             await asyncio.sleep(0.1)
-        async with httpx.AsyncClient() as http:
-            health = (await http.get(f"{server_base_url}/healthz")).json()
+        # The poller reports "ok" once its first pass (the reconciliation) has finished,
+        # which is a moment after the refund it settled was written.
+        async with httpx.AsyncClient(base_url=server_base_url) as http:
+            health = (await http.get("/healthz")).json()
+            while health.get("poller") == "starting" and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+                health = (await http.get("/healthz")).json()
     finally:
         server.stop()
 

@@ -9,11 +9,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.status.conftest import make_payment, make_refund, refund_result, signed
-from tests.support.fixtures_app import ServerThread, login
+from tests.support.fixtures_app import ServerThread, login, only_postgres
 from web.app import create_app
 from web.models import User
 from web.settings import Settings
@@ -86,7 +85,7 @@ async def test_stream_needs_a_signed_in_user(client: httpx.AsyncClient) -> None:
     assert response.status_code in (302, 303, 401)
 
 
-@pytest.mark.postgres
+@only_postgres  # instances share changes through PostgreSQL LISTEN/NOTIFY
 async def test_change_ingested_by_another_instance_reaches_this_one(
     engine: AsyncEngine,
     agent: User,
@@ -95,9 +94,6 @@ async def test_change_ingested_by_another_instance_reaches_this_one(
 ) -> None:
     """Two app instances on one PostgreSQL database: A streams, B ingests the webhook."""
     import socket
-
-    if settings.is_sqlite:
-        pytest.skip("instances share changes through PostgreSQL LISTEN/NOTIFY")
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))

@@ -24,6 +24,7 @@ from tests.status.conftest import (
     signed,
 )
 from tests.support import keys
+from tests.support.fixtures_app import only_sqlite
 from web.models import (
     Alert,
     AlertKind,
@@ -215,11 +216,10 @@ async def _assert_untouched(engine: AsyncEngine, refund: Refund, payment: Paymen
     assert await count(engine, WebhookEvent) == 0
 
 
+@only_sqlite  # verification does not depend on the database
 async def test_every_single_byte_tamper_is_refused(
-    client: httpx.AsyncClient, engine: AsyncEngine, db_url: str
+    client: httpx.AsyncClient, engine: AsyncEngine
 ) -> None:
-    if not db_url.startswith("sqlite"):
-        pytest.skip("verification does not depend on the database; SQLite covers it")
     payment = await make_payment(engine)
     refund = await make_refund(engine, payment)
     body, headers = signed(refund_result(refund))
@@ -347,9 +347,8 @@ async def test_body_over_64_kib_is_refused_before_verification(
     assert await count(engine, WebhookEvent) == 0
 
 
-async def test_rotation_accepts_either_configured_key(
-    make_settings, db_url: str, poller_off: None
-) -> None:
+@only_sqlite  # no database involved
+async def test_rotation_accepts_either_configured_key(make_settings, db_url: str) -> None:
     """ANTOM_PUBLIC_KEY and ANTOM_PUBLIC_KEY_NEXT both verify; a third key does not."""
     from web.routes.webhooks import webhook_config
     from web.services.webhooks import Rejected, verify

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +15,7 @@ import httpx
 import uvicorn
 
 from tests.support import keys
+from tests.support.net import bound_socket
 from web.sim.app import create_sim_app
 from web.sim.config import SimConfig
 
@@ -115,17 +115,10 @@ class SimHandle:
             time.sleep(interval)
 
 
-def _free_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
 @contextmanager
 def serve(app: Any, *, graceful_s: float = 2.0) -> Iterator[str]:
     """Run an ASGI app with uvicorn in a thread; yields its base URL; stops cleanly."""
-    sock = _free_socket()
+    sock = bound_socket()
     port = sock.getsockname()[1]
     config = uvicorn.Config(
         app,

@@ -29,6 +29,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from web.auth import requires_role
 from web.live import CHANNEL, HEARTBEAT_S, PaymentState, RefundState, decode, snapshot
 from web.models import Alert, Refund, Role, User, utcnow
+from web.request_ids import request_id_of
 from web.services.poller import Poller
 from web.templating import money
 
@@ -145,7 +146,7 @@ async def check_refund(
     """Ask Antom about one refund now (htmx); answers with its badge and what was learnt."""
     poller = getattr(state, "poller", None)
     if isinstance(poller, Poller):
-        result = await poller.check_now(refund_pk)
+        result = await poller.check_now(refund_pk, request_id=request_id_of(request))
         message = _CHECK_MESSAGES.get(result.result, result.message or result.result)
     else:
         message = "Antom is not configured on this desk, so refunds cannot be checked"

@@ -26,6 +26,7 @@ from web.antom.client import AntomClient
 from web.db import session_scope
 from web.htmx import page_or_fragment, wants_fragment
 from web.models import Payment, RefundStatus, User
+from web.request_ids import request_id_of
 from web.rules import PaymentFacts, profile_for
 from web.services import listing
 from web.services.refunds import (
@@ -187,7 +188,9 @@ class PaymentController(Controller):
                 )
             else:
                 try:
-                    payment = await import_payment(db_session, antom, ref)
+                    payment = await import_payment(
+                        db_session, antom, ref, request_id=request_id_of(request)
+                    )
                     imported = True
                 except PaymentImportError as exc:
                     error = str(exc)
@@ -253,6 +256,7 @@ class PaymentController(Controller):
             draft=data.draft(),
             notify_url=settings.refund_notify_url,
             now=_now(),
+            request_id=request_id_of(request),
         )
         async with session_scope(engine) as session:
             payment = await _payment_or_404(session, payment_pk)

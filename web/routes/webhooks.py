@@ -8,7 +8,6 @@ acknowledgement once the notification is stored, non-2xx otherwise, so Antom ret
 from __future__ import annotations
 
 import logging
-import uuid
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from web import metrics
 from web.antom.keys import load_public_key
 from web.antom.notifications import NOTIFICATION_ACK
+from web.request_ids import request_id_of
 from web.services.webhooks import MAX_BODY_BYTES, WebhookConfig, ingest, record_rejection
 from web.settings import Settings
 
@@ -42,12 +42,6 @@ def webhook_config(settings: Settings) -> WebhookConfig:
         )
     )
     return WebhookConfig(client_id=settings.antom_client_id, notify_path=path, public_keys=keys)
-
-
-def request_id_of(request: Request[Any, Any, Any]) -> str:
-    """The router's request id (Heroku sets ``X-Request-ID``), else a fresh one."""
-    given = request.headers.get("x-request-id", "")
-    return given[:64] if given else uuid.uuid4().hex
 
 
 @post(
@@ -86,7 +80,7 @@ async def antom_webhook(
     if not settings.antom_client_id or not settings.antom_public_keys:
         log.error("webhook refused reason=not_configured request_id=%s", request_id)
         metrics.webhook_refused("not_configured")
-        return Response(b"", status_code=503, headers={"x-request-id": request_id})
+        return Response(b"", status_code=503)
     try:
         result = await ingest(
             engine,
@@ -101,11 +95,11 @@ async def antom_webhook(
         # Nothing was acknowledged, so Antom delivers again once the database is back.
         log.exception("webhook not stored: database error request_id=%s", request_id)
         metrics.webhook_refused("database")
-        return Response(b"", status_code=503, headers={"x-request-id": request_id})
-    headers = {"x-request-id": request_id}
+        return Response(b"", status_code=503)
+    # The request id goes back in x-request-id (web/request_ids.py), as on every answer.
     if not result.accepted:
         metrics.webhook_refused(result.reason or "unknown")
-        return Response(b"", status_code=result.status_code, headers=headers)
+        return Response(b"", status_code=result.status_code)
     metrics.webhook_accepted(result.outcome or "unknown")
     # Open pages hear about what this changed from the commit hook (web/live.py).
-    return Response(NOTIFICATION_ACK, status_code=200, media_type=JSON, headers=headers)
+    return Response(NOTIFICATION_ACK, status_code=200, media_type=JSON)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 import random
@@ -58,6 +57,7 @@ from web.models import (
     utcnow,
 )
 from web.services import webhooks
+from web.settings import PollerConfig
 
 log = logging.getLogger(__name__)
 
@@ -67,37 +67,6 @@ _OUTCOME_STATUS = {
     RefundOutcome.FAILED: RefundStatus.FAILED,
     RefundOutcome.PROCESSING: RefundStatus.PROCESSING,
 }
-
-
-@dataclass(frozen=True, slots=True)
-class PollerConfig:
-    batch: int = 20
-    concurrency: int = 4
-    # Longer than one Antom call (connect 5 s + read 15 s) with room to spare.
-    lease_s: float = 60.0
-    idle_s: float = 2.0
-    # Backoff: a check waits about half the refund's age, between these bounds.
-    base_delay_s: float = 5.0
-    max_delay_s: float = 600.0
-    # A PENDING row younger than this may still be in its submit request.
-    pending_grace_s: float = 60.0
-    # Unsettled for longer than this: raised to leads (and still polled).
-    stuck_after_s: float = 2 * 3600.0
-    # Requests per second this poller allows itself; halved on each rate-limit answer.
-    max_rate: float = 20.0
-    min_rate: float = 0.2
-    # How often the status gauges are refreshed from the database.
-    gauges_every_s: float = 10.0
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> PollerConfig:
-        """``REFUND_DESK_POLL_<FIELD>`` overrides a field (e.g. ``..._STUCK_AFTER_S``)."""
-        values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            raw = env.get(f"REFUND_DESK_POLL_{f.name.upper()}", "").strip()
-            if raw:
-                values[f.name] = int(raw) if f.type in ("int", int) else float(raw)
-        return cls(**values)
 
 
 def backoff_delay(age_s: float, config: PollerConfig, rng: random.Random | None = None) -> float:
@@ -158,12 +127,27 @@ class CheckResult:
 
 @dataclass(slots=True)
 class PassStats:
+    request_id: str
     claimed: int = 0
     results: list[CheckResult] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class Cause:
+    """What a check is part of, for the timeline: its source, and the request id of the
+    poller's pass (or of the agent's "check now" request)."""
+
+    source: EventSource
+    request_id: str
+
+
 def new_owner() -> str:
     return f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def new_pass_id() -> str:
+    """The request id of one poller pass: it plays the part of an HTTP request's id."""
+    return f"poll-{uuid.uuid4().hex}"
 
 
 def _retry_after(exchange_headers: Mapping[str, str]) -> float | None:
@@ -193,6 +177,7 @@ class Poller:
         self.owner = owner or new_owner()
         self.limiter = RateLimiter(self.config.max_rate, self.config.min_rate)
         self.last_loop_at: datetime | None = None
+        self.started_at: datetime | None = None
         self.running = False
         # When each of our leases was taken or last extended (monotonic clock).
         self._leased_at: dict[int, float] = {}
@@ -297,8 +282,9 @@ class Poller:
     async def run_once(self, *, source: EventSource = EventSource.POLLER) -> PassStats:
         """One pass: claim what is due, check it, write back. Returns what happened."""
         claimed = await self.claim(utcnow(), limit=self.config.batch)
-        stats = PassStats(claimed=len(claimed))
-        stats.results = await self._check_all(claimed, source)
+        cause = Cause(source, new_pass_id())
+        stats = PassStats(cause.request_id, claimed=len(claimed))
+        stats.results = await self._check_all(claimed, cause)
         await self._after_pass()
         return stats
 
@@ -306,7 +292,8 @@ class Poller:
         """Start-up recovery: finish stored-but-unapplied notifications, then check every
         unsettled refund once, whatever its schedule (source RECONCILIATION)."""
         await webhooks.process_pending(self.engine)
-        stats = PassStats()
+        cause = Cause(EventSource.RECONCILIATION, new_pass_id())
+        stats = PassStats(cause.request_id)
         cursor = 0
         while True:
             claimed = await self.claim(utcnow(), limit=self.config.batch, after_id=cursor)
@@ -314,12 +301,13 @@ class Poller:
                 break
             cursor = max(claimed)
             stats.claimed += len(claimed)
-            stats.results += await self._check_all(claimed, EventSource.RECONCILIATION)
+            stats.results += await self._check_all(claimed, cause)
         await self._after_pass()
         return stats
 
-    async def check_now(self, refund_pk: int) -> CheckResult:
-        """The agent's "check now": this refund, immediately, if nobody else is on it."""
+    async def check_now(self, refund_pk: int, *, request_id: str | None = None) -> CheckResult:
+        """The agent's "check now": this refund, immediately, if nobody else is on it.
+        ``request_id`` is the agent's HTTP request, for the timeline."""
         claimed = await self.claim(utcnow(), limit=1, refund_pk=refund_pk)
         if not claimed:
             async with AsyncSession(self.engine) as session:
@@ -329,12 +317,15 @@ class Poller:
             if RefundStatus(refund.status).final:
                 return CheckResult(refund_pk, "final", message="This refund is already settled")
             return CheckResult(refund_pk, "busy", message="Another check is running right now")
-        results = await self._check_all(claimed, EventSource.POLLER)
+        results = await self._check_all(
+            claimed, Cause(EventSource.POLLER, request_id or new_pass_id())
+        )
         return results[0]
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         """Reconcile once, then poll until ``stop`` is set; errors never end the loop."""
         self.running = True
+        self.started_at = utcnow()
         try:
             await self.reconcile()
         except Exception:
@@ -352,13 +343,13 @@ class Poller:
         self.running = False
         await self.release_all()
 
-    async def _check_all(self, refund_pks: list[int], source: EventSource) -> list[CheckResult]:
+    async def _check_all(self, refund_pks: list[int], cause: Cause) -> list[CheckResult]:
         semaphore = asyncio.Semaphore(self.config.concurrency)
 
         async def one(pk: int) -> CheckResult:
             async with semaphore:
                 try:
-                    return await self._check(pk, source)
+                    return await self._check(pk, cause)
                 except Exception as exc:
                     # One bad refund must not block the others; its lease simply expires.
                     log.exception("poller %s: checking refund %s failed", self.owner, pk)
@@ -438,14 +429,14 @@ class Poller:
 
     # ------------------------------------------------------------ one refund
 
-    async def _check(self, refund_pk: int, source: EventSource) -> CheckResult:
+    async def _check(self, refund_pk: int, cause: Cause) -> CheckResult:
         async with AsyncSession(self.engine, expire_on_commit=False) as session:
             refund = await session.get(Refund, refund_pk)
             payment = await session.get(Payment, refund.payment_pk) if refund else None
         if refund is None or payment is None:
             return CheckResult(refund_pk, "not_found")
         if RefundStatus(refund.status).final:
-            await self._write_back(refund, None, source=source, summary="", detail={})
+            await self._write_back(refund, None, cause=cause, summary="", detail={})
             return CheckResult(refund_pk, "final")
         await self.limiter.acquire()
         if not await self._renew(refund_pk):
@@ -454,16 +445,17 @@ class Poller:
         started = time.time()
         inquiry = await self.antom.inquiry_refund(refund_request_id=refund.refund_request_id)
         log.info(
-            "poller %s inquired refund=%s code=%s status=%s t0=%.6f t1=%.6f",
+            "poller %s inquired refund=%s code=%s status=%s t0=%.6f t1=%.6f request_id=%s",
             self.owner,
             refund_pk,
             inquiry.result_code,
             inquiry.refund_status,
             started,
             time.time(),
+            cause.request_id,
         )
         if inquiry.rate_limited:
-            return await self._rate_limited(refund, inquiry.exchange.response_headers)
+            return await self._rate_limited(refund, cause, inquiry.exchange.response_headers)
         self.limiter.succeeded()
 
         from web.services.refunds import exchange_detail
@@ -471,20 +463,20 @@ class Poller:
         detail: dict[str, Any] = {"refund_request_id": refund.refund_request_id}
         detail |= exchange_detail(inquiry.exchange)
         if inquiry.not_exist:
-            return await self._resend(refund, payment, source, detail)
+            return await self._resend(refund, payment, cause, detail)
         if not inquiry.found:
             # Timeout, 5xx, U, an untrusted answer, an F about the inquiry itself:
             # nothing is learnt, and nothing is failed. Ask again later.
             metrics.POLLER_CHECKS.labels(result="unknown").inc()
-            await self._write_back(refund, None, source=source, summary="", detail=detail)
+            await self._write_back(refund, None, cause=cause, summary="", detail=detail)
             return CheckResult(refund_pk, "unknown", message=inquiry.error or "no answer")
-        return await self._settle(refund, inquiry, source, detail)
+        return await self._settle(refund, inquiry, cause, detail)
 
     async def _settle(
         self,
         refund: Refund,
         inquiry: InquiryRefundResult,
-        source: EventSource,
+        cause: Cause,
         detail: dict[str, Any],
     ) -> CheckResult:
         assert refund.id is not None
@@ -502,14 +494,14 @@ class Poller:
                     payment_pk=refund.payment_pk,
                 )
             metrics.POLLER_CHECKS.labels(result="mismatch").inc()
-            await self._write_back(refund, None, source=source, summary="", detail=detail)
+            await self._write_back(refund, None, cause=cause, summary="", detail=detail)
             return CheckResult(refund.id, "mismatch")
         status = _OUTCOME_STATUS[outcome]
         summary = f"Antom's inquiry says {inquiry.refund_status}"
         changed = await self._write_back(
             refund,
             status,
-            source=source,
+            cause=cause,
             summary=summary,
             detail=detail,
             refund_id=inquiry.refund_id,
@@ -519,7 +511,7 @@ class Poller:
         return CheckResult(refund.id, outcome.value, changed, summary)
 
     async def _resend(
-        self, refund: Refund, payment: Payment, source: EventSource, detail: dict[str, Any]
+        self, refund: Refund, payment: Payment, cause: Cause, detail: dict[str, Any]
     ) -> CheckResult:
         """Antom never received this refund: send it again, same refundRequestId."""
         from web.services.refunds import exchange_detail, refund_request_for
@@ -537,7 +529,7 @@ class Poller:
             refund_request_for(refund, payment, self.notify_url)
         )
         if result.rate_limited:
-            return await self._rate_limited(refund, result.exchange.response_headers)
+            return await self._rate_limited(refund, cause, result.exchange.response_headers)
         self.limiter.succeeded()
         detail = {"inquiry": detail} | exchange_detail(result.exchange)
         detail["result_code"] = result.result_code
@@ -548,7 +540,7 @@ class Poller:
         changed = await self._write_back(
             refund,
             status,
-            source=source,
+            cause=cause,
             summary=f"Antom had no record of this refund; re-sent with the same id: "
             f"{result.result_code or result.error or 'no answer'}",
             detail=detail,
@@ -561,7 +553,9 @@ class Poller:
         metrics.POLLER_CHECKS.labels(result="resent").inc()
         return CheckResult(refund.id, "resent", changed, result.result_code or "")
 
-    async def _rate_limited(self, refund: Refund, headers: Mapping[str, str]) -> CheckResult:
+    async def _rate_limited(
+        self, refund: Refund, cause: Cause, headers: Mapping[str, str]
+    ) -> CheckResult:
         assert refund.id is not None
         retry_after = _retry_after(headers)
         self.limiter.limited(retry_after)
@@ -569,9 +563,7 @@ class Poller:
         metrics.POLLER_RATE_LIMIT_HITS.inc()
         metrics.POLLER_CHECKS.labels(result="rate_limited").inc()
         delay = max(retry_after or 0.0, min(1.0 / self.limiter.rate, 5.0))
-        await self._write_back(
-            refund, None, source=EventSource.POLLER, summary="", detail={}, delay_s=delay
-        )
+        await self._write_back(refund, None, cause=cause, summary="", detail={}, delay_s=delay)
         return CheckResult(refund.id, "rate_limited")
 
     async def _write_back(
@@ -579,7 +571,7 @@ class Poller:
         refund: Refund,
         status: RefundStatus | None,
         *,
-        source: EventSource,
+        cause: Cause,
         summary: str,
         detail: dict[str, Any],
         delay_s: float | None = None,
@@ -617,15 +609,23 @@ class Poller:
                 session,
                 refund,
                 status,
-                source=source,
+                source=cause.source,
                 summary=summary,
                 detail=detail,
+                request_id=cause.request_id,
                 next_check_at=next_check,
                 **facts,
             )
             if not changed and resent:
                 # A re-send is worth a line on the timeline even when nothing moved.
-                await record_event(session, refund, source=source, summary=summary, detail=detail)
+                await record_event(
+                    session,
+                    refund,
+                    source=cause.source,
+                    summary=summary,
+                    detail=detail,
+                    request_id=cause.request_id,
+                )
             return changed
 
 

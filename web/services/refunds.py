@@ -28,10 +28,8 @@ import contextlib
 import dataclasses
 import json
 import logging
-import os
 import random
 import secrets
-import signal
 import time
 import uuid
 from collections.abc import Sequence
@@ -58,6 +56,7 @@ from web.antom.messages import (
     explain_code,
 )
 from web.antom.money import Money, MoneyError, format_minor, format_plain, parse_amount
+from web.faults import fault_point
 from web.models import (
     AgentLimit,
     EventSource,
@@ -363,12 +362,6 @@ def refund_request_for(refund: Refund, payment: Payment, notify_url: str | None)
     )
 
 
-def fault_point(name: str) -> None:
-    """Crash tests: ``REFUND_DESK_FAULT_POINT=<name>`` kills the process here with SIGKILL."""
-    if os.environ.get("REFUND_DESK_FAULT_POINT") == name:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
 async def submit_refund(
     engine: AsyncEngine,
     antom: AntomClient,
@@ -379,15 +372,23 @@ async def submit_refund(
     notify_url: str | None,
     now: datetime,
     retry_delays: Sequence[float] = RETRY_DELAYS_S,
+    request_id: str | None = None,
 ) -> SubmitOutcome:
     """Validate, write ahead, call Antom once (plus same-id retries), record the result.
 
     Opens its own short transactions on ``engine``; the caller must not hold one open
     (on SQLite every transaction takes the write lock, so a request handler that has
     already read through its own session must commit it before calling this).
+    ``request_id`` (the agent's HTTP request) goes on every timeline entry this writes.
     """
     accepted = await _write_ahead(
-        engine, payment_pk=payment_pk, user=user, draft=draft, notify_url=notify_url, now=now
+        engine,
+        payment_pk=payment_pk,
+        user=user,
+        draft=draft,
+        notify_url=notify_url,
+        now=now,
+        request_id=request_id,
     )
     if isinstance(accepted, SubmitOutcome):
         return accepted
@@ -416,7 +417,14 @@ async def submit_refund(
         try:
             async with AsyncSession(engine, expire_on_commit=False) as session:
                 refund = await _record_call(
-                    session, refund, result, error=error, attempt=attempt, retrying=retry, user=user
+                    session,
+                    refund,
+                    result,
+                    error=error,
+                    attempt=attempt,
+                    retrying=retry,
+                    user=user,
+                    request_id=request_id,
                 )
                 await session.commit()
         except SQLAlchemyError:
@@ -437,6 +445,13 @@ async def submit_refund(
         # Some jitter so that a burst of refunds does not retry in lockstep.
         await asyncio.sleep(retry_delays[attempt - 1] * random.uniform(0.8, 1.2))
 
+    log.info(
+        "refund %s submitted by user=%s status=%s request_id=%s",
+        refund.refund_request_id,
+        user.id,
+        RefundStatus(refund.status).value,
+        request_id,
+    )
     return SubmitOutcome(check=check, refund=refund, message=status_message(refund))
 
 
@@ -487,6 +502,7 @@ async def _write_ahead(
     draft: RefundDraft,
     notify_url: str | None,
     now: datetime,
+    request_id: str | None,
 ) -> tuple[Refund, Payment, FormCheck] | SubmitOutcome:
     """Phase 1: validate, reserve, insert the refund and its event; one transaction."""
     async with AsyncSession(engine, expire_on_commit=False) as session:
@@ -503,12 +519,12 @@ async def _write_ahead(
         amount = check.amount_minor
         expected = _RefundableState.decode(draft.refundable_token)
         assert expected is not None  # check_draft refuses a token that does not decode
-        request_id = new_refund_request_id()
+        refund_request_id = new_refund_request_id()
         try:
             # The same checks the real request gets after the commit: a row that could
             # never be sent would hold its money until someone noticed.
             RefundRequest(
-                refund_request_id=request_id,
+                refund_request_id=refund_request_id,
                 payment_id=payment.payment_id,
                 amount=Money(amount, payment.currency),
                 reason=reason_label(draft.reason.strip()),
@@ -527,7 +543,7 @@ async def _write_ahead(
             return await _lost_race(session, payment_pk, user, draft, now)
 
         refund = Refund(
-            refund_request_id=request_id,
+            refund_request_id=refund_request_id,
             payment_pk=payment_pk,
             currency=payment.currency,
             amount_minor=amount,
@@ -555,7 +571,7 @@ async def _write_ahead(
                         f"({reason_label(refund.reason)})"
                     ),
                     detail={"refund_request_id": refund.refund_request_id, "note": refund.note},
-                    request_id=refund.refund_request_id,
+                    request_id=request_id,
                 )
             )
             await session.commit()
@@ -637,6 +653,7 @@ async def _record_call(
     attempt: int,
     retrying: bool,
     user: User,
+    request_id: str | None,
 ) -> Refund:
     """Phase 3: put one refund call's answer on the refund and its timeline."""
     assert refund.id is not None
@@ -683,6 +700,7 @@ async def _record_call(
             summary=f"Antom refunded {amount}",
             detail=detail,
             actor_id=user.id,
+            request_id=request_id,
             refund_id=result.refund_id,
             result_code=code,
             result_message=message,
@@ -698,6 +716,7 @@ async def _record_call(
             summary=f"Antom refused the refund: {explain_code(code)}",
             detail=detail,
             actor_id=user.id,
+            request_id=request_id,
             result_code=code,
             result_message=message,
         )
@@ -710,6 +729,7 @@ async def _record_call(
             summary=summary,
             detail=detail,
             actor_id=user.id,
+            request_id=request_id,
             result_code=code,
             result_message=message,
             next_check_at=utcnow() + PROCESSING_RECHECK,
@@ -724,6 +744,7 @@ async def _record_call(
             summary=summary,
             detail=detail,
             actor_id=user.id,
+            request_id=request_id,
         )
         if outcome is RefundOutcome.PROCESSING:
             await session.exec(
@@ -772,6 +793,7 @@ async def apply_antom_status(
     summary: str,
     detail: dict[str, Any] | None = None,
     actor_id: int | None = None,
+    request_id: str | None = None,
     refund_id: str | None = None,
     result_code: str | None = None,
     result_message: str | None = None,
@@ -785,7 +807,8 @@ async def apply_antom_status(
     and the other gets False and changes nothing. In the same transaction the money
     moves: SUCCEEDED turns the reservation into refunded money, FAILED releases it (and
     the refund no longer counts towards the method's refund limit). Writes a timeline
-    event for an applied transition. Does not commit.
+    event for an applied transition, with ``request_id``: the HTTP request that caused
+    it (agent, webhook, "check now") or the poller's pass. Does not commit.
     """
     new_status = RefundStatus(new_status)  # callers may hold the column's plain string
     if new_status not in _PREDECESSORS:
@@ -852,7 +875,7 @@ async def apply_antom_status(
             to_status=new_status,
             summary=_clip(summary),
             detail=_jsonable(detail),
-            request_id=refund.refund_request_id,
+            request_id=request_id,
         )
     )
     await session.flush()
@@ -868,6 +891,7 @@ async def record_event(
     summary: str,
     detail: dict[str, Any] | None = None,
     actor_id: int | None = None,
+    request_id: str | None = None,
 ) -> RefundEvent:
     """A timeline entry that changes nothing (an answer that moved no status)."""
     assert refund.id is not None
@@ -877,7 +901,7 @@ async def record_event(
         actor_id=actor_id,
         summary=_clip(summary),
         detail=_jsonable(detail),
-        request_id=refund.refund_request_id,
+        request_id=request_id,
     )
     session.add(event)
     await session.flush()
@@ -952,7 +976,9 @@ _TRANSACTION_STATUS: dict[str, RefundStatus] = {
 }
 
 
-async def import_payment(session: AsyncSession, antom: AntomClient, ident: str) -> Payment:
+async def import_payment(
+    session: AsyncSession, antom: AntomClient, ident: str, *, request_id: str | None = None
+) -> Payment:
     """Find a payment at Antom by paymentId, else by paymentRequestId, and store it.
 
     Creates or updates the Payment (captured: CAPTURE transactions for methods that
@@ -1001,7 +1027,7 @@ async def import_payment(session: AsyncSession, antom: AntomClient, ident: str) 
 
     for tx in found.transactions:
         if tx.type == "REFUND":
-            await _import_refund(session, payment, tx)
+            await _import_refund(session, payment, tx, request_id=request_id)
     await session.flush()
     await session.refresh(payment)
     return payment
@@ -1038,16 +1064,18 @@ def _captured_minor(found: InquiryPaymentResult, method: str, status: str) -> in
     return min(captured, found.payment_amount.minor)
 
 
-async def _import_refund(session: AsyncSession, payment: Payment, tx: PaymentTransaction) -> None:
+async def _import_refund(
+    session: AsyncSession, payment: Payment, tx: PaymentTransaction, *, request_id: str | None
+) -> None:
     assert payment.id is not None
     status = _TRANSACTION_STATUS.get(tx.status or "", RefundStatus.PROCESSING)
-    request_id = tx.transaction_request_id or (
+    refund_request_id = tx.transaction_request_id or (
         f"ext_{tx.transaction_id}" if tx.transaction_id else None
     )
-    if not request_id or len(request_id) > 64:
+    if not refund_request_id or len(refund_request_id) > 64:
         return
     known = (
-        await session.exec(select(Refund).where(Refund.refund_request_id == request_id))
+        await session.exec(select(Refund).where(Refund.refund_request_id == refund_request_id))
     ).first()
     if known is None and tx.transaction_id:
         known = (
@@ -1062,13 +1090,16 @@ async def _import_refund(session: AsyncSession, payment: Payment, tx: PaymentTra
                 source=EventSource.RECONCILIATION,
                 summary=f"Antom's payment record shows this refund as {tx.status}",
                 detail={"transaction": _transaction_detail(tx)},
+                request_id=request_id,
                 refund_id=tx.transaction_id,
                 result_code=tx.result_code,
                 refunded_at=parse_time(tx.time),
             )
         return
     if tx.amount is None or tx.amount.minor <= 0:
-        log.warning("payment %s: refund %s has no usable amount", payment.payment_id, request_id)
+        log.warning(
+            "payment %s: refund %s has no usable amount", payment.payment_id, refund_request_id
+        )
         return
     summary = _clip(
         f"Found at Antom: a refund of {tx.amount} made outside the desk "
@@ -1078,25 +1109,31 @@ async def _import_refund(session: AsyncSession, payment: Payment, tx: PaymentTra
     refund = await book_external_refund(
         session,
         payment,
-        refund_request_id=request_id,
+        refund_request_id=refund_request_id,
         refund_id=tx.transaction_id,
         amount=tx.amount,
         status=status,
         source=EventSource.RECONCILIATION,
         summary=summary,
         detail=detail,
+        request_id=request_id,
     )
     if refund is None:
         log.error(
             "payment %s: Antom's refund %s of %s does not fit the desk's books",
             payment.payment_id,
-            request_id,
+            refund_request_id,
             tx.amount,
         )
     elif status is RefundStatus.PROCESSING:
         # Booked and reserved, no status change to carry the timeline entry.
         await record_event(
-            session, refund, source=EventSource.RECONCILIATION, summary=summary, detail=detail
+            session,
+            refund,
+            source=EventSource.RECONCILIATION,
+            summary=summary,
+            detail=detail,
+            request_id=request_id,
         )
 
 

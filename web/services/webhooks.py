@@ -411,8 +411,9 @@ async def _apply_stored(
             event = await session.get(WebhookEvent, event_id)
             assert event is not None
             notification = parse(event.body.encode("utf-8"))
+            # Finished by recovery: the timeline still names the delivery that brought it.
             applied = await apply_notification(
-                session, notification, event_id=event_id, request_id=request_id
+                session, notification, event_id=event_id, request_id=request_id or event.request_id
             )
             event.outcome = applied.outcome
             return applied
@@ -518,7 +519,9 @@ async def _apply_refund(
     new_status = REFUND_STATUS_MAP[n.status or ""]
     refund = await _find_refund(session, n)
     if refund is None:
-        return await _ingest_external(session, n, new_status, event_id=event_id)
+        return await _ingest_external(
+            session, n, new_status, event_id=event_id, request_id=request_id
+        )
     assert refund.id is not None
     touched = Applied("applied", [refund.id], [refund.payment_pk])
     if n.amount is not None and (
@@ -560,6 +563,7 @@ async def _apply_refund(
         source=EventSource.WEBHOOK,
         summary=f"Antom notified {n.status}",
         detail=_event_detail(n, event_id, request_id),
+        request_id=request_id,
         refund_id=n.refund_id,
         result_code=code if isinstance(code, str) else None,
         result_message=message if isinstance(message, str) else None,
@@ -588,7 +592,12 @@ async def _payment_by_antom_id(session: AsyncSession, payment_id: str | None) ->
 
 
 async def _ingest_external(
-    session: AsyncSession, n: Notification, new_status: RefundStatus, *, event_id: int | None
+    session: AsyncSession,
+    n: Notification,
+    new_status: RefundStatus,
+    *,
+    event_id: int | None,
+    request_id: str | None,
 ) -> Applied:
     """A refund the desk never issued (made in Antom Dashboard): book it so the
     refundable amount stays right, and flag it for leads."""
@@ -617,7 +626,8 @@ async def _ingest_external(
         status=new_status,
         source=EventSource.WEBHOOK,
         summary=f"Antom notified {n.status} for a refund made outside the desk",
-        detail=_event_detail(n, event_id, None),
+        detail=_event_detail(n, event_id, request_id),
+        request_id=request_id,
     )
     if refund is None:
         await raise_alert(
@@ -655,6 +665,7 @@ async def book_external_refund(
     source: EventSource,
     summary: str,
     detail: dict[str, Any] | None = None,
+    request_id: str | None = None,
 ) -> Refund | None:
     """Record a refund Antom made without the desk; None if the desk's books cannot hold it.
 
@@ -702,6 +713,7 @@ async def book_external_refund(
             source=source,
             summary=summary,
             detail=detail,
+            request_id=request_id,
             refunded_at=parse_time(_text(detail or {}, "refund_time")),
         )
     return refund
