@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
 from tests.support import keys
-from tests.support.simulator import _free_socket
+from tests.support.net import free_port, serving_process
 from web.antom.keys import load_private_key, load_public_key, public_key_pem
 from web.sim.cli import MERCHANT_PRIVATE, MERCHANT_PUBLIC, SIM_PRIVATE, SIM_PUBLIC, resolve_config
 
@@ -61,31 +59,13 @@ def test_environment_wins(tmp_path: Path) -> None:
 
 
 def test_sim_command_serves(tmp_path: Path) -> None:
-    sock = _free_socket()
-    port = sock.getsockname()[1]
-    sock.close()
+    port = free_port()
     env = {**os.environ, "ANTOM_SIM_DATA_DIR": str(tmp_path)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "web.sim.cli", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                response = httpx.get(f"http://127.0.0.1:{port}/sim/api/config", timeout=1)
-                break
-            except httpx.TransportError:
-                assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
-        assert response.json()["clientId"] == "SIM_CLIENT_0001"
+    command = [sys.executable, "-m", "web.sim.cli", "--port", str(port)]
+    config_url = f"http://127.0.0.1:{port}/sim/api/config"
+    with serving_process(command, env, config_url, timeout=30) as proc:
+        assert httpx.get(config_url, timeout=5).json()["clientId"] == "SIM_CLIENT_0001"
         assert (tmp_path / SIM_PRIVATE).exists()
-    finally:
-        proc.terminate()
-        output, _ = proc.communicate(timeout=10)
+    output = proc.stdout.read() if proc.stdout else ""
     assert str(tmp_path / SIM_PRIVATE) in output
     assert "PRIVATE KEY-----" not in output
