@@ -15,13 +15,16 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import httpx
 import uvicorn
 
 from web.antom.keys import generate_private_key, private_key_pem, public_key_pem
+
+if TYPE_CHECKING:
+    from web.settings import Settings
 
 DEMO_CLIENT_ID = "DEMO_MERCHANT_0001"
 DEMO_PASSWORD = "refund-desk-demo"  # noqa: S105 - printed on the console for the demo logins
@@ -85,11 +88,6 @@ DEMO_PAYMENTS: tuple[DemoPayment, ...] = (
 )
 
 
-def _write_key(path: Path, text: str) -> None:
-    path.write_text(text)
-    path.chmod(0o600)
-
-
 def _serve_in_thread(
     app: Any, host: str, port: int, log_level: str = "warning"
 ) -> tuple[uvicorn.Server, threading.Thread]:
@@ -107,7 +105,7 @@ def _serve_in_thread(
     return server, thread
 
 
-async def _seed(settings: Any, sim_url: str) -> list[str]:
+async def _seed(settings: Settings, sim_url: str) -> list[str]:
     """Create payments at the simulator, import them into the desk, add users and refunds."""
     from web.app import build_antom_client
     from web.db import make_engine, session_scope
@@ -215,8 +213,6 @@ def demo(port: int, sim_port: int | None, host: str, data_dir: Path) -> None:
     shutil.rmtree(data_dir, ignore_errors=True)
     data_dir.mkdir(parents=True)
     antom_key, merchant_key = generate_private_key(), generate_private_key()
-    _write_key(data_dir / "sim-antom-private.pem", private_key_pem(antom_key))
-    _write_key(data_dir / "merchant-private.pem", private_key_pem(merchant_key))
 
     desk_url, sim_url = f"http://{host}:{port}", f"http://{host}:{sim_port}"
     sim_config = SimConfig(
