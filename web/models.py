@@ -177,6 +177,16 @@ class Refund(SQLModel, table=True):
     # Unique per rendered form: a double submit of the same form hits this constraint.
     form_token: str | None = Field(default=None, max_length=64, unique=True)
     attempts: int = 0
+    # Set once any attempt's answer was unknown (timeout, 5xx, U, untrusted): Antom may
+    # have executed the refund, so a later F on a retry proves nothing. Only an inquiry
+    # (web/outcomes.py) may then release the money. Cleared when an inquiry confirms
+    # that Antom has no such refund.
+    outcome_unknown: bool = False
+    # Inquiries in a row that taught nothing; past a threshold a lead is asked to look.
+    unknown_inquiries: int = 0
+    # From Antom's refund answer, for reconciling with the settlement bill.
+    acquirer_reference_no: str | None = Field(default=None, max_length=64)
+    acquirer_info: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
     next_check_at: datetime | None = ts(default=None)
     lease_owner: str | None = Field(default=None, max_length=64)
     lease_until: datetime | None = ts(default=None)
@@ -283,6 +293,8 @@ class AlertKind(StrEnum):
     STUCK = "stuck"  # not final after the configured age
     MISMATCH = "mismatch"  # Antom's amount/currency differs from the desk's row
     CONTRADICTION = "contradiction"  # Antom reports a final state opposite to the desk's
+    UNKNOWN_RESULT = "unknown_result"  # inquiries keep teaching nothing about a refund
+    UNAPPLIED_NOTIFICATION = "unapplied_notification"  # verified, stored, could not be applied
 
 
 class Alert(SQLModel, table=True):

@@ -3,7 +3,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 19:53:20.181541
+Create Date: 2026-12-01 15:33:22.355568
 """
 
 from collections.abc import Sequence
@@ -187,6 +187,12 @@ def upgrade() -> None:
         sa.Column("external", sa.Boolean(), nullable=False),
         sa.Column("form_token", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
         sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("outcome_unknown", sa.Boolean(), nullable=False),
+        sa.Column("unknown_inquiries", sa.Integer(), nullable=False),
+        sa.Column(
+            "acquirer_reference_no", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True
+        ),
+        sa.Column("acquirer_info", sa.JSON(), nullable=True),
         sa.Column("next_check_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("lease_owner", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
         sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
