@@ -178,3 +178,102 @@ def test_idr_must_be_whole_rupiah() -> None:
     assert minor_unit_problem(10050, "IDR") == "IDR amounts must be a multiple of IDR1.00"
     assert minor_unit_problem(10000, "IDR") is None
     assert minor_unit_problem(10050, "USD") is None
+
+
+# ---------------------------------------------------------------- hostile input (issue 7)
+#
+# Python refuses int<->str conversions past 4,300 digits with a ValueError, which reached
+# the agent as an HTTP 500. However long or strange the text, the answer is a MoneyError.
+
+TOO_LARGE = "The amount is too large"
+
+
+@pytest.mark.parametrize(
+    ("text", "currency"),
+    [
+        ("1" * 10_000, "USD"),
+        ("9" * 5_000, "JPY"),
+        ("1" * 4_301, "JPY"),
+        ("1" * 4_301, "USD"),
+        ("1" * 4_299, "KWD"),  # 4,299 digits and 3 places: 4,302 digits of minor units
+        ("1" * 10_000 + ".50", "USD"),
+        ("1" * 10_000 + ".", "EUR"),
+        ("$" + "9" * 10_000, "USD"),
+        ("9" * 10_000 + " JPY", "JPY"),
+        ("1" + ",000" * 3_000, "USD"),
+        ("1" + ",000" * 3_000 + ".25", "USD"),
+        ("0" * 10_000 + "1" * 17, "JPY"),
+        ("  " + "7" * 10_000 + "  ", "KRW"),
+        ("1" * 17, "JPY"),
+        ("1" * 15 + ".00", "USD"),  # 17 digits of minor units
+    ],
+)
+def test_huge_amounts_are_refused_with_a_message(text: str, currency: str) -> None:
+    with pytest.raises(MoneyError) as raised:
+        parse_amount(text, currency)
+    message = str(raised.value)
+    assert message.startswith(TOO_LARGE), message
+    # The message is for a person: it never echoes back thousands of characters.
+    assert len(message) < 120
+
+
+def test_long_text_that_is_no_number_is_refused_briefly() -> None:
+    with pytest.raises(MoneyError) as raised:
+        parse_amount("x" * 100_000, "USD")
+    assert len(str(raised.value)) < 120
+
+
+def test_leading_zeros_do_not_count_towards_the_size() -> None:
+    assert parse_amount("0000012.50", "USD") == 1250
+    assert parse_amount("0" * 20 + "1", "JPY") == 1
+
+
+# Characters an agent (or a paste) might put in the field: ASCII and other digits,
+# separators, signs, currency symbols and every kind of space.
+_AMOUNT_ALPHABET = (
+    "0123456789" * 4
+    + ",.'_ -+−"
+    + "\t\n\u00a0\u2009\u202f\u3000"
+    + "٠١٢٣٤٥٦٧٨٩۰۱۲३४५０１２²³¹½"
+    + "$¥￥€£₩₫฿Rp円元원USDJPYeE"
+)
+_hostile_text = st.one_of(
+    st.text(),
+    st.text(alphabet=_AMOUNT_ALPHABET, max_size=40),
+    st.from_regex(r"\s*[$¥]?\s*-?[0-9,]{0,24}(\.[0-9]{0,6})?\s*[A-Z]{0,3}\s*", fullmatch=True),
+    st.builds(
+        lambda head, n, digit, tail: head + digit * n + tail,
+        st.text(alphabet=_AMOUNT_ALPHABET, max_size=4),
+        st.integers(min_value=15, max_value=12_000),
+        st.sampled_from("019٣"),
+        st.text(alphabet=_AMOUNT_ALPHABET, max_size=4),
+    ),
+)
+
+
+@given(_hostile_text, st.sampled_from([*CURRENCIES, "KWD"]))
+def test_parse_amount_answers_an_amount_or_a_money_error(text: str, currency: str) -> None:
+    try:
+        minor = parse_amount(text, currency)
+    except MoneyError as exc:
+        assert str(exc)
+        assert len(str(exc)) < 200
+        return
+    assert type(minor) is int
+    assert 0 < minor < 10**MAX_DIGITS
+
+
+@given(st.one_of(st.text(), st.text(alphabet="0123456789", min_size=4_000, max_size=6_000)))
+def test_from_wire_answers_money_or_a_money_error(value: str) -> None:
+    try:
+        money = Money.from_wire({"currency": "USD", "value": value})
+    except MoneyError as exc:
+        assert len(str(exc)) < 200
+        return
+    assert 0 <= money.minor < 10**MAX_DIGITS
+
+
+def test_from_wire_refuses_a_huge_value_briefly() -> None:
+    with pytest.raises(MoneyError, match="not a whole number of minor units") as raised:
+        Money.from_wire({"currency": "USD", "value": "9" * 100_000})
+    assert len(str(raised.value)) < 200

@@ -29,12 +29,22 @@ ISO_EXPONENTS: dict[str, int] = {
 MINOR_MULTIPLE: dict[str, int] = {"IDR": 100}
 
 MAX_DIGITS = 16  # Amount.value is String(16)
+# Longer than any amount a person types ("Rp 1,234,567,890,123,456.00" is 27). Checked
+# before any parsing: Python's int() and str() refuse numbers past 4,300 digits with a
+# ValueError (an HTTP 500), and nothing longer deserves regex or Decimal work.
+MAX_INPUT_CHARS = 64
+TOO_LARGE = f"The amount is too large (at most {MAX_DIGITS} digits)"
 _CODE = re.compile(r"^[A-Z]{3}$")
 _WIRE_VALUE = re.compile(r"[0-9]+")
 
 
 class MoneyError(ValueError):
     """Input that is not a valid amount; ``str()`` is a message fit to show an agent."""
+
+
+def _quoted(text: str, limit: int = 24) -> str:
+    """``text`` for an error message, cut short: a pasted essay must not come back whole."""
+    return repr(text if len(text) <= limit else text[:limit] + "…")
 
 
 def is_antom_currency(code: str) -> bool:
@@ -44,7 +54,7 @@ def is_antom_currency(code: str) -> bool:
 def exponent(code: str) -> int:
     """Minor-unit exponent: Antom's table first, ISO 4217 second, 2 for other valid codes."""
     if not _CODE.fullmatch(code):
-        raise MoneyError(f"{code!r} is not a currency code")
+        raise MoneyError(f"{_quoted(code)} is not a currency code")
     return ANTOM_EXPONENTS.get(code, ISO_EXPONENTS.get(code, 2))
 
 
@@ -62,9 +72,10 @@ class Money:
         if not isinstance(currency, str) or not isinstance(value, str):
             raise MoneyError("amount needs string currency and value")
         exponent(currency)
+        # The length first, so int() never sees more digits than Antom's String(16);
         # str.isdigit() would let "²" or Arabic-Indic digits through; the wire is ASCII.
-        if not _WIRE_VALUE.fullmatch(value) or len(value) > MAX_DIGITS:
-            raise MoneyError(f"amount value {value!r} is not a whole number of minor units")
+        if len(value) > MAX_DIGITS or not _WIRE_VALUE.fullmatch(value):
+            raise MoneyError(f"amount value {_quoted(value)} is not a whole number of minor units")
         return cls(int(value), currency)
 
     def __str__(self) -> str:
@@ -145,6 +156,10 @@ def parse_amount(text: str, currency: str) -> int:
     raw = text.strip()
     if not raw:
         raise MoneyError("Enter an amount")
+    if len(raw) > MAX_INPUT_CHARS:
+        if any(c.isdigit() for c in raw):
+            raise MoneyError(TOO_LARGE)
+        raise MoneyError(f"{_quoted(raw)} is not a number")
     for symbol in _symbols(currency):
         if raw.upper().startswith(symbol.upper()):
             raw = raw[len(symbol) :].strip()
@@ -160,13 +175,13 @@ def parse_amount(text: str, currency: str) -> int:
             f"{sign.group(0)!r} is not a {currency} sign; enter the amount in {currency}"
         )
     if not _NUMBER.fullmatch(raw):
-        raise MoneyError(f"{text.strip()!r} is not a number")
+        raise MoneyError(f"{_quoted(text.strip())} is not a number")
     if "," in raw and not re.fullmatch(r"[0-9]{1,3}(,[0-9]{3})*(\.[0-9]*)?", raw):
         raise MoneyError("Use commas only between groups of three digits, like 1,234.56")
     try:
         value = Decimal(raw.replace(",", ""))
     except InvalidOperation:
-        raise MoneyError(f"{text.strip()!r} is not a number") from None
+        raise MoneyError(f"{_quoted(text.strip())} is not a number") from None
     # Trailing zeros count: "10.000" may be ten thousand written the Indonesian or German
     # way, and reading it as 10.00 would refund a hundredth of what was meant.
     written_places = len(raw.partition(".")[2])
@@ -174,11 +189,15 @@ def parse_amount(text: str, currency: str) -> int:
         if places == 0:
             raise MoneyError(f"{currency} has no minor unit: enter a whole number")
         raise MoneyError(f"{currency} allows at most {places} decimal places")
+    # Counted on the text, before any int(): Decimal's 28-digit context would round a
+    # longer number, and leading zeros ("0012.50") are no reason to refuse. The digits of
+    # the minor units are these whole digits plus the currency's places.
+    whole_digits = len(raw.partition(".")[0].replace(",", "").lstrip("0"))
+    if whole_digits + places > MAX_DIGITS:
+        raise MoneyError(TOO_LARGE)
     minor = int(value.scaleb(places))
     if minor == 0:
         raise MoneyError("The amount must be greater than zero")
-    if len(str(minor)) > MAX_DIGITS:
-        raise MoneyError(f"The amount is too large (at most {MAX_DIGITS} digits)")
     return minor
 
 
