@@ -1,18 +1,19 @@
 """Sign-in sessions, CSRF, role guards and browser security headers.
 
-The session lives in an AES-GCM encrypted cookie (no server-side state, so any
-instance can serve any request). It carries the user id, the user's
-``session_version`` and two timestamps; every request re-reads the user row, so
-deactivating a user or bumping the version signs them out everywhere at once.
-Sessions end after ``IDLE_TIMEOUT_S`` without a request and ``ABSOLUTE_TIMEOUT_S``
-after sign-in, whichever comes first.
+A session is a ``UserSession`` row in the database; the AES-GCM encrypted cookie
+carries only its random token (and flash messages). Every request reads the session
+and its user in one query (web/services/users.py), so any instance can serve any
+request, and signing out, signing out everywhere or deactivating a user ends the
+session on all of them at once: a copy of the cookie is refused afterwards. Sessions
+end after ``IDLE_TIMEOUT_S`` without a request and ``ABSOLUTE_TIMEOUT_S`` after
+sign-in, whichever comes first, on the server's clock (the policy lives with the
+sessions, in web/services/users.py).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -24,16 +25,21 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware.session.client_side import ClientSideSessionBackend, CookieBackendConfig
 from litestar.security.session_auth import SessionAuth
 from litestar.types import Message, Scope
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from web.db import session_scope
 from web.models import Role, User
-from web.services.users import get_signed_in_user
+from web.services.users import (
+    ABSOLUTE_TIMEOUT_S,
+    end_session,
+    get_signed_in_user,
+    start_session,
+)
 from web.settings import Settings
 
-IDLE_TIMEOUT_S = 30 * 60
-ABSOLUTE_TIMEOUT_S = 12 * 60 * 60
-# The cookie is rewritten at most this often just to move the idle clock forward.
-_TOUCH_EVERY_S = 60
+# The session cookie's key for the token; the rest of the cookie is flash messages.
+SESSION_ID_KEY = "sid"
+_MAX_TOKEN_CHARS = 128  # token_urlsafe(32) is 43; anything longer is not ours
 
 # Paths served without a signed-in user. Webhooks authenticate by signature instead.
 PUBLIC_PATHS = ["^/login$", "^/static/", "^/healthz$", "^/webhooks/"]
@@ -52,35 +58,52 @@ def cookie_name(settings: Settings, name: str) -> str:
     return f"__Host-{name}" if settings.https else name
 
 
-def session_payload(user: User, now: float | None = None) -> dict[str, Any]:
-    now = time.time() if now is None else now
-    return {"uid": user.id, "sv": user.session_version, "iat": int(now), "seen": int(now)}
+def _session_token(session: dict[str, Any]) -> str | None:
+    # Litestar leaves a sentinel, not a dict, in the scope once a session is cleared.
+    token = session.get(SESSION_ID_KEY) if isinstance(session, dict) else None
+    if isinstance(token, str) and 0 < len(token) <= _MAX_TOKEN_CHARS:
+        return token
+    return None
 
 
 async def retrieve_user(
     session: dict[str, Any], connection: ASGIConnection[Any, Any, Any, Any]
 ) -> User | None:
-    """The signed-in user for a session cookie, or None (the middleware then clears it)."""
-    try:
-        user_id, version = int(session["uid"]), int(session["sv"])
-        issued, seen = float(session["iat"]), float(session["seen"])
-    except (KeyError, TypeError, ValueError):
-        return None
-    now = time.time()
-    if now - issued > ABSOLUTE_TIMEOUT_S or now - seen > IDLE_TIMEOUT_S:
+    """The signed-in user for a session cookie, or None (the middleware then clears it).
+
+    A cookie from before server-side sessions (``uid``/``sv``) has no token and is
+    refused: its owner signs in once more.
+    """
+    token = _session_token(session)
+    if token is None:
         return None
     async with session_scope(connection.app.state.engine) as db:
-        user = await get_signed_in_user(db, user_id, version)
-    if user is not None and now - seen > _TOUCH_EVERY_S:
-        session["seen"] = int(now)
-    return user
+        return await get_signed_in_user(db, token)
 
 
-def sign_in(request: Request[Any, Any, Any], user: User) -> None:
-    request.set_session(session_payload(user))
+async def sign_in(request: Request[Any, Any, Any], db: AsyncSession, user: User) -> None:
+    """Start a new server-side session and hand its token to the browser.
+
+    Always a new token, so a session id planted before sign-in is worth nothing; a
+    session the browser still carried (another user, or an earlier sign-in) is ended.
+    """
+    previous = _session_token(request.session)
+    if previous is not None:
+        await end_session(db, previous)
+    token = await start_session(
+        db,
+        user,
+        ip=request.client.host if request.client else None,
+        user_agent=request.headers.get("user-agent"),
+    )
+    request.set_session({SESSION_ID_KEY: token})
 
 
-def sign_out(request: Request[Any, Any, Any]) -> None:
+async def sign_out(request: Request[Any, Any, Any], db: AsyncSession) -> None:
+    """Revoke this browser's session in the database, then drop the cookie."""
+    token = _session_token(request.session)
+    if token is not None:
+        await end_session(db, token)
     request.clear_session()
 
 

@@ -326,3 +326,26 @@ class PollerHeartbeat(SQLModel, table=True):
     last_loop_at: datetime = ts(default_factory=utcnow)
     checks: int = Field(default=0, sa_type=sa.BigInteger)
     rate_limit_hits: int = Field(default=0, sa_type=sa.BigInteger)
+
+
+class UserSession(SQLModel, table=True):
+    """One sign-in. The cookie carries a random token; only its SHA-256 is stored here.
+
+    Every request reads this row together with its user (web/services/users.py
+    ``get_signed_in_user``), so signing out, which sets ``revoked_at``, ends the session
+    on every instance at once, and a copied cookie is worth nothing afterwards. A
+    database leak gives no usable tokens.
+    """
+
+    __tablename__ = "user_sessions"
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    token_hash: str = Field(max_length=64, unique=True)
+    user_id: int = Field(foreign_key="users.id", index=True, sa_type=BigId)
+    # The user's session_version at sign-in: bumping it ends every older session.
+    session_version: int
+    created_at: datetime = ts(default_factory=utcnow)
+    last_seen_at: datetime = ts(default_factory=utcnow)
+    revoked_at: datetime | None = ts(default=None)
+    ip: str | None = Field(default=None, max_length=64)
+    user_agent: str | None = Field(default=None, max_length=256)

@@ -80,12 +80,14 @@ async def login_submit(
             email=email, next_path=data.next, error=WRONG_CREDENTIALS, status_code=400
         )
     throttle.succeeded(email)
-    sign_in(request, user)
+    await sign_in(request, db_session, user)
     return Redirect(safe_next(data.next) if data.next else "/", status_code=303)
 
 
-def _to_login(request: Request[Any, Any, Any], message: str) -> Redirect | ClientRedirect:
-    sign_out(request)
+async def _to_login(
+    request: Request[Any, Any, Any], db_session: AsyncSession, message: str
+) -> Redirect | ClientRedirect:
+    await sign_out(request, db_session)
     # An empty session that only carries the message; the cookie holds no user any more.
     request.set_session({})
     flash(request, message, category="info")
@@ -95,8 +97,12 @@ def _to_login(request: Request[Any, Any, Any], message: str) -> Redirect | Clien
 
 
 @post("/logout", name="session:logout")
-async def logout(request: Request[Any, Any, Any]) -> Redirect | ClientRedirect:
-    return _to_login(request, "You are signed out.")
+async def logout(
+    request: Request[Any, Any, Any], db_session: NamedDependency[AsyncSession]
+) -> Redirect | ClientRedirect:
+    # Revoked in the database, not just forgotten by this browser: a copy of the cookie
+    # taken before this request is refused afterwards, on every instance.
+    return await _to_login(request, db_session, "You are signed out.")
 
 
 @post("/account/sign-out-everywhere", name="session:sign-out-everywhere")
@@ -107,7 +113,7 @@ async def sign_out_everywhere(
 ) -> Redirect | ClientRedirect:
     assert current_user.id is not None
     await revoke_sessions(db_session, current_user.id)
-    return _to_login(request, "You are signed out on every device and browser.")
+    return await _to_login(request, db_session, "You are signed out on every device and browser.")
 
 
 @get("/account", name="session:account")

@@ -3,7 +3,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-01 15:33:22.355568
+Create Date: 2026-12-01 15:40:58.906452
 """
 
 from collections.abc import Sequence
@@ -224,6 +224,25 @@ def upgrade() -> None:
         "ix_refunds_status_next_check", "refunds", ["status", "next_check_at"], unique=False
     )
     op.create_table(
+        "user_sessions",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("token_hash", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("user_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("session_version", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("last_seen_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("ip", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+        sa.Column("user_agent", sqlmodel.sql.sqltypes.AutoString(length=256), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["user_id"],
+            ["users.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("token_hash"),
+    )
+    op.create_index(op.f("ix_user_sessions_user_id"), "user_sessions", ["user_id"], unique=False)
+    op.create_table(
         "alerts",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("dedupe_key", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
@@ -302,6 +321,8 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_alerts_refund_pk"), table_name="alerts")
     op.drop_index(op.f("ix_alerts_kind"), table_name="alerts")
     op.drop_table("alerts")
+    op.drop_index(op.f("ix_user_sessions_user_id"), table_name="user_sessions")
+    op.drop_table("user_sessions")
     op.drop_index("ix_refunds_status_next_check", table_name="refunds")
     op.drop_index(op.f("ix_refunds_status"), table_name="refunds")
     op.drop_index(op.f("ix_refunds_refund_request_id"), table_name="refunds")
