@@ -10,7 +10,10 @@ instance reaches browsers connected to another — and turn it into named SSE ev
 (``refund-<id>``, ``payment-<id>-refundable``, ...) that htmx's SSE extension swaps in.
 
 SSE is a hint, never the truth: a lost message costs a stale badge until the next
-change or reconnect (each connection starts with the current state), never money.
+change or reconnect (each connection starts with the current state), never money. On
+PostgreSQL the listener (``web/live_backend.py``) keeps one LISTEN connection for the
+process, reconnects when it drops and then sends ``RESYNC``, on which every open stream
+re-reads its state: what was NOTIFYed during the gap is lost, the database is not.
 """
 
 from __future__ import annotations
@@ -28,12 +31,12 @@ from litestar import Litestar
 from litestar.channels import ChannelsPlugin
 from litestar.channels.backends.base import ChannelsBackend
 from litestar.channels.backends.memory import MemoryChannelsBackend
-from litestar.channels.backends.psycopg import PsycoPgChannelsBackend
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from web.live_backend import ResilientPsycopgBackend
 from web.models import Payment, Refund, RefundEvent
 from web.settings import Settings
 
@@ -43,6 +46,8 @@ CHANNEL = "refund_desk"
 HEARTBEAT_S = 15.0
 # PostgreSQL NOTIFY payloads must stay under 8000 bytes: big batches are split.
 MAX_ITEMS_PER_MESSAGE = 40
+# Put on the channel by the listener after it reconnects: "re-read the database".
+RESYNC = b'{"resync":true}'
 
 Publish = Callable[[bytes], Awaitable[None]]
 
@@ -57,17 +62,40 @@ def channels_backend(settings: Settings) -> ChannelsBackend:
     """Memory on SQLite (one process); LISTEN/NOTIFY when several instances share PostgreSQL."""
     if settings.is_sqlite:
         return MemoryChannelsBackend()
-    return PsycoPgChannelsBackend(pg_dsn=psycopg_dsn(settings.database_url))
+    return ResilientPsycopgBackend(psycopg_dsn(settings.database_url), resync_message=RESYNC)
 
 
-def channels_plugin(settings: Settings) -> ChannelsPlugin:
-    return ChannelsPlugin(
-        backend=channels_backend(settings),
-        channels=[CHANNEL],
-        # A slow browser loses its oldest updates rather than holding up the others.
-        subscriber_max_backlog=1000,
-        subscriber_backlog_strategy="dropleft",
-    )
+class LiveChannels(ChannelsPlugin):
+    """Litestar's ChannelsPlugin, keeping its backend in view so /healthz can report it.
+
+    Litestar looks plugins up by exact type: ``app.plugins.get(LiveChannels)``.
+    """
+
+    def __init__(self, backend: ChannelsBackend) -> None:
+        super().__init__(
+            backend=backend,
+            channels=[CHANNEL],
+            # A slow browser loses its oldest updates rather than holding up the others.
+            subscriber_max_backlog=1000,
+            subscriber_backlog_strategy="dropleft",
+        )
+        self.backend = backend
+
+    def health(self) -> dict[str, str | int | None]:
+        """``live``: ``ok`` / ``connecting`` / ``reconnecting`` (PostgreSQL listener), or
+        ``memory`` (SQLite: one process, nothing to lose)."""
+        if not isinstance(self.backend, ResilientPsycopgBackend):
+            return {"live": "memory", "live_since": None, "live_reconnects": 0}
+        health = self.backend.health()
+        return {
+            "live": health.state,
+            "live_since": health.since.isoformat(),
+            "live_reconnects": health.reconnects,
+        }
+
+
+def channels_plugin(settings: Settings) -> LiveChannels:
+    return LiveChannels(channels_backend(settings))
 
 
 def plugin_publisher(channels: ChannelsPlugin) -> Publish:
@@ -168,6 +196,10 @@ def encode(refunds: list[RefundState], payments: list[PaymentState]) -> list[byt
     return messages
 
 
+def is_resync(data: bytes) -> bool:
+    return data == RESYNC
+
+
 def decode(data: bytes) -> tuple[list[RefundState], list[PaymentState]]:
     message = json.loads(data)
     return (
@@ -261,7 +293,7 @@ def live_lifespan(app: Litestar) -> AbstractAsyncContextManager[None]:
     @asynccontextmanager
     async def live() -> AsyncIterator[None]:
         engine: AsyncEngine = app.state.engine
-        undo = announce_commits(plugin_publisher(app.plugins.get(ChannelsPlugin)), engine)
+        undo = announce_commits(plugin_publisher(app.plugins.get(LiveChannels)), engine)
         try:
             yield
         finally:

@@ -122,7 +122,7 @@ async def test_change_ingested_by_another_instance_reaches_this_one(
 
 
 async def test_health_and_metrics_report_status_work(
-    client: httpx.AsyncClient, engine: AsyncEngine
+    client: httpx.AsyncClient, engine: AsyncEngine, settings: Settings
 ) -> None:
     payment = await make_payment(engine)
     refund = await make_refund(engine, payment)
@@ -135,6 +135,7 @@ async def test_health_and_metrics_report_status_work(
 
     assert health["status"] == "ok"
     assert health["poller"] == "disabled"  # REFUND_DESK_POLLER=off in these tests
+    assert health["live"] == ("memory" if settings.is_sqlite else "ok")
     assert 'refund_desk_webhooks_accepted_total{outcome="applied"}' in metrics
     assert 'refund_desk_webhooks_refused_total{reason="wrong_client_id"}' in metrics
     assert "refund_desk_poller_rate_limit_hits_total" in metrics

@@ -3,7 +3,8 @@
 ``GET /events?refund=1&refund=2&payment=5`` streams named events for those objects, a
 payment's refunds included (all refunds and payments when none are named). Each
 connection, reconnections included, starts with their current state, so a page that lost
-its stream catches up without reloading. Pages mark what to replace with
+its stream catches up without reloading; so does every open stream after the listener
+reconnected (a ``resync`` event, then the current state again). Pages mark what to replace with
 ``sse-swap="refund-<id>"``, ``sse-swap="payment-<id>-refundable"`` etc. (see
 ``templates/live/macros.html``).
 """
@@ -27,7 +28,15 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from web.auth import requires_role
-from web.live import CHANNEL, HEARTBEAT_S, PaymentState, RefundState, decode, snapshot
+from web.live import (
+    CHANNEL,
+    HEARTBEAT_S,
+    PaymentState,
+    RefundState,
+    decode,
+    is_resync,
+    snapshot,
+)
 from web.models import Alert, Refund, Role, User, utcnow
 from web.request_ids import request_id_of
 from web.services.poller import Poller
@@ -76,15 +85,19 @@ async def _stream(
         # First bytes at once: routers drop a stream that stays silent (pitfall d8).
         yield ServerSentEventMessage(comment="connected", retry=RETRY_MS)
         if not everything:
-            async with AsyncSession(engine) as session:
-                refunds, payments = await snapshot(
-                    session, refund_ids, payment_ids, refunds_of_payments=True
-                )
-            for message in _events(request, refunds, payments):
+            for message in await _current(request, engine, refund_ids, payment_ids):
                 yield message
         async for data in _with_heartbeat(subscriber):
             if data is None:
                 yield ServerSentEventMessage(comment="ping")
+                continue
+            if is_resync(data):
+                # The listener was reconnected: changes made during the gap were never
+                # announced, so send the current state again (as on a reconnection).
+                yield ServerSentEventMessage(event="resync", data="")
+                if not everything:
+                    for message in await _current(request, engine, refund_ids, payment_ids):
+                        yield message
                 continue
             refunds, payments = decode(data)
             if not everything:
@@ -93,6 +106,19 @@ async def _stream(
                 payments = [p for p in payments if p.id in payment_ids]
             for message in _events(request, refunds, payments):
                 yield message
+
+
+async def _current(
+    request: Request[Any, Any, Any],
+    engine: AsyncEngine,
+    refund_ids: set[int],
+    payment_ids: set[int],
+) -> list[ServerSentEventMessage]:
+    async with AsyncSession(engine) as session:
+        refunds, payments = await snapshot(
+            session, refund_ids, payment_ids, refunds_of_payments=True
+        )
+    return _events(request, refunds, payments)
 
 
 async def _with_heartbeat(subscriber: Subscriber) -> AsyncGenerator[bytes | None, None]:
