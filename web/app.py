@@ -7,21 +7,14 @@ create_app()``), so importing this module never reads the environment.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
-
 from litestar import Litestar
 from litestar.datastructures import CacheControlHeader, State
 from litestar.di import Provide
-from litestar.exceptions import ServiceUnavailableException
 from litestar.plugins.htmx import HTMXPlugin
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
-from web.antom.client import AntomClient
-from web.antom.keys import load_private_key, load_public_key
 from web.auth import (
     build_csrf_config,
     build_session_auth,
@@ -30,7 +23,8 @@ from web.auth import (
 )
 from web.db import database_lifespan, provide_db_session, provide_engine
 from web.htmx import EXCEPTION_HANDLERS
-from web.jobs import MetricsPlugin, poller_lifespan
+from web.integration import antom_lifespan, poller_lifespan, provide_antom
+from web.jobs import MetricsPlugin
 from web.live import channels_plugin, live_lifespan
 from web.request_ids import request_id_hook
 from web.routes import ROUTE_HANDLERS
@@ -39,53 +33,6 @@ from web.settings import Settings
 from web.templating import configure_jinja
 
 MAX_REQUEST_BODY_BYTES = 256 * 1024
-
-
-def build_antom_client(settings: Settings) -> AntomClient | None:
-    """The one way to build the Antom client from settings; None when Antom is not set up."""
-    if not settings.antom_configured:
-        return None
-    return AntomClient(
-        gateway_url=settings.antom_gateway_url,
-        client_id=settings.antom_client_id,
-        merchant_private_key=load_private_key(
-            settings.antom_merchant_private_key, "ANTOM_MERCHANT_PRIVATE_KEY"
-        ),
-        antom_public_keys=[
-            load_public_key(text, name)
-            for name, text in zip(
-                ("ANTOM_PUBLIC_KEY", "ANTOM_PUBLIC_KEY_NEXT"),
-                settings.antom_public_keys,
-                strict=False,
-            )
-        ],
-        timeout=settings.antom_timeout_s,
-    )
-
-
-def antom_lifespan(settings: Settings) -> Any:
-    """Keeps one ``AntomClient`` on ``app.state.antom`` (None when Antom is not configured)."""
-
-    @asynccontextmanager
-    async def antom(app: Litestar) -> AsyncIterator[None]:
-        client = build_antom_client(settings)
-        app.state.antom = client
-        try:
-            yield
-        finally:
-            if client is not None:
-                await client.aclose()
-
-    return antom
-
-
-def provide_antom(state: State) -> AntomClient:
-    client: AntomClient | None = state.antom
-    if client is None:
-        raise ServiceUnavailableException(
-            "Antom is not configured on this desk (ANTOM_* settings), so refunds cannot be sent"
-        )
-    return client
 
 
 def create_app(settings: Settings | None = None) -> Litestar:

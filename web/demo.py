@@ -15,16 +15,23 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 import httpx
 import uvicorn
 
 from web.antom.keys import generate_private_key, private_key_pem, public_key_pem
-
-if TYPE_CHECKING:
-    from web.settings import Settings
+from web.app import create_app
+from web.db import make_engine, migrate, session_scope
+from web.integration import build_antom_client
+from web.models import Payment, Role, User
+from web.services import refunds as refund_svc
+from web.services import users as user_svc
+from web.services.imports import import_payment
+from web.settings import Settings
+from web.sim.app import create_sim_app
+from web.sim.config import SimConfig
 
 DEMO_CLIENT_ID = "DEMO_MERCHANT_0001"
 DEMO_PASSWORD = "refund-desk-demo"  # noqa: S105 - printed on the console for the demo logins
@@ -107,12 +114,6 @@ def _serve_in_thread(
 
 async def _seed(settings: Settings, sim_url: str) -> list[str]:
     """Create payments at the simulator, import them into the desk, add users and refunds."""
-    from web.app import build_antom_client
-    from web.db import make_engine, session_scope
-    from web.models import Payment, Role, User
-    from web.services import refunds as refund_svc
-    from web.services import users as user_svc
-
     now = datetime.now(UTC)
     engine = make_engine(settings.database_url)
     antom = build_antom_client(settings)
@@ -147,7 +148,7 @@ async def _seed(settings: Settings, sim_url: str) -> list[str]:
                 )
             payments: list[Payment] = []
             for payment_id, spec in zip(created, DEMO_PAYMENTS, strict=True):
-                payment = await refund_svc.import_payment(session, antom, payment_id)
+                payment = await import_payment(session, antom, payment_id)
                 # Antom does not return buyer details; a merchant's order system would
                 # fill these in, and agents search by them.
                 payment.buyer_name, payment.buyer_email = spec.buyer, spec.email
@@ -202,11 +203,6 @@ async def _seed(settings: Settings, sim_url: str) -> list[str]:
 )
 def demo(port: int, sim_port: int | None, host: str, data_dir: Path) -> None:
     """Run the desk with the Antom simulator and seeded data, on SQLite."""
-    from web.app import create_app
-    from web.db import migrate
-    from web.settings import Settings
-    from web.sim.app import create_sim_app
-    from web.sim.config import SimConfig
 
     sim_port = sim_port or port + 1
     data_dir = data_dir.resolve()

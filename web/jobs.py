@@ -1,20 +1,14 @@
-"""Background work: the inquiry poller (in each web instance and as a worker process),
-and ``/metrics`` that reports on it.
-
-``poller_lifespan`` starts one ``Poller`` per web process (start-up reconciliation
-first, then the loop); ``refund-desk poller`` runs the same loop without the web app
-(the Procfile's ``worker:``). Leases on the refund rows make any number of them safe
-on one database (``web/services/poller.py``).
+"""Background work outside requests: ``refund-desk poller`` (the Procfile's ``worker:``,
+the same poller loop the web processes run, without the web app), its health for
+``/healthz``, and ``/metrics`` that reports on it. Leases on the refund rows make any
+number of pollers safe on one database (``web/services/leases.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import datetime
 from types import SimpleNamespace
 from typing import Any, cast
@@ -31,6 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from web.db import make_engine
+from web.integration import antom_lifespan, build_poller
 from web.live import announce_commits, backend_publisher, channels_backend
 from web.models import PollerHeartbeat, utcnow
 from web.services.poller import Poller
@@ -39,54 +35,6 @@ from web.settings import Settings
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT_S = 10.0
-
-
-def poller_lifespan(settings: Settings) -> Any:
-    """Runs a poller in this web process; ``app.state.poller`` serves "check now"."""
-
-    @asynccontextmanager
-    async def poller(app: Litestar) -> AsyncIterator[None]:
-        engine: AsyncEngine = app.state.engine
-        antom = app.state.antom
-        if antom is None:
-            app.state.poller = None
-            yield
-            return
-        # Its commits reach open pages through the commit hook (web/live.py).
-        instance = Poller(
-            engine,
-            antom,
-            notify_url=settings.refund_notify_url,
-            config=settings.poller,
-        )
-        app.state.poller = instance
-        stop, started = asyncio.Event(), asyncio.Event()
-        # on_startup hooks run once every lifespan (the channels plugin's too) is up.
-        app.on_startup.append(lambda _: started.set())
-
-        async def run() -> None:
-            await started.wait()
-            await instance.run_forever(stop)
-
-        # REFUND_DESK_POLLER=off: "check now" still works, the loop runs in a worker.
-        task = asyncio.create_task(run()) if settings.poller_enabled else None
-        try:
-            yield
-        finally:
-            stop.set()
-            if task is not None:
-                await _stop(task)
-
-    return poller
-
-
-async def _stop(task: asyncio.Task[None]) -> None:
-    try:
-        await asyncio.wait_for(asyncio.shield(task), timeout=STOP_TIMEOUT_S)
-    except TimeoutError:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def poller_health(state: State, engine: AsyncEngine) -> dict[str, Any]:
@@ -156,9 +104,6 @@ class MetricsPlugin(InitPluginProtocol):
 
 
 async def run_worker(settings: Settings) -> None:
-    from web.app import antom_lifespan
-    from web.db import make_engine
-
     engine = make_engine(settings.database_url)
     # antom_lifespan builds the client exactly as the web app does; it only needs .state.
     holder = SimpleNamespace(state=State())
@@ -172,12 +117,7 @@ async def run_worker(settings: Settings) -> None:
                 backend = channels_backend(settings)
                 await backend.on_startup()
                 announce_commits(backend_publisher(backend), engine)
-            instance = Poller(
-                engine,
-                holder.state.antom,
-                notify_url=settings.refund_notify_url,
-                config=settings.poller,
-            )
+            instance = build_poller(settings, engine, holder.state.antom)
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):

@@ -295,6 +295,7 @@ class AlertKind(StrEnum):
     CONTRADICTION = "contradiction"  # Antom reports a final state opposite to the desk's
     UNKNOWN_RESULT = "unknown_result"  # inquiries keep teaching nothing about a refund
     UNAPPLIED_NOTIFICATION = "unapplied_notification"  # verified, stored, could not be applied
+    GATEWAY_REFUSED = "gateway_refused"  # Antom's gateway did not process the desk's request
 
 
 class Alert(SQLModel, table=True):

@@ -20,6 +20,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from web.antom.keys import AntomKeyError, load_private_key, load_public_key
+from web.antom.signing import DEFAULT_KEY_VERSION
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES_DIR = ROOT / "templates"
@@ -139,6 +140,9 @@ class PollerConfig:
     min_rate: float = 0.2
     # How often the status gauges (and stuck refunds) are refreshed from the database.
     gauges_every_s: float = 10.0
+    # Inquiries in a row that teach nothing (timeouts, untrusted or unclear answers)
+    # before a refund is raised to a lead; it is still polled, never failed.
+    unknown_alert_after: int = 10
 
     @property
     def stalled_after_s(self) -> float:
@@ -195,6 +199,7 @@ _POLL_BOUNDS: dict[str, tuple[float, bool, str]] = {
     "max_rate": (0, False, "requests per second"),
     "min_rate": (0, False, "requests per second"),
     "gauges_every_s": (0, True, "seconds"),
+    "unknown_alert_after": (1, True, "inquiries"),
 }
 _SWITCH = {"on": True, "1": True, "yes": True, "true": True}
 _SWITCH |= {"off": False, "0": False, "no": False, "false": False}
@@ -211,6 +216,9 @@ class Settings:
     antom_public_keys: tuple[str, ...] = field(default=(), repr=False)
     public_base_url: str = "http://127.0.0.1:8000"
     antom_timeout_s: float = 15.0
+    # Sent in each request's signature header; Antom resolves it against the keys
+    # registered for the client id (protocol notes §16).
+    antom_key_version: str = DEFAULT_KEY_VERSION
     data_dir: Path = field(default_factory=lambda: Path.cwd() / "data")
     templates_dir: Path = TEMPLATES_DIR
     static_dir: Path = STATIC_DIR
@@ -288,6 +296,7 @@ class Settings:
                 env.get("PUBLIC_BASE_URL", "").strip().rstrip("/") or f"http://127.0.0.1:{port}"
             ),
             antom_timeout_s=timeout,
+            antom_key_version=env.get("ANTOM_KEY_VERSION", "").strip() or DEFAULT_KEY_VERSION,
             data_dir=data_dir,
             environment=environment,  # type: ignore[arg-type]  # checked against ENVIRONMENTS
             instances=instances,
@@ -375,6 +384,18 @@ class Settings:
             problems.extend(f"{name} is not set" for name, value in given.items() if not value)
         if self.antom_gateway_url and not re.match(r"^https?://[^/\s]+", self.antom_gateway_url):
             problems.append("ANTOM_GATEWAY_URL must be an http(s):// address")
+        elif (
+            required
+            and self.antom_gateway_url
+            and not self.antom_gateway_url.startswith("https://")
+        ):
+            # Refunds and keys' signatures must not cross the network in clear.
+            problems.append("ANTOM_GATEWAY_URL must be an https:// address in production")
+        if not re.fullmatch(r"[0-9A-Za-z._-]{1,16}", self.antom_key_version):
+            problems.append(
+                f"ANTOM_KEY_VERSION must be a short version label such as 1, "
+                f"got {self.antom_key_version[:20]!r}"
+            )
         if self.antom_merchant_private_key:
             try:
                 load_private_key(self.antom_merchant_private_key, "ANTOM_MERCHANT_PRIVATE_KEY")

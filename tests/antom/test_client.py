@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ from tests.support.net import free_port
 from web.antom import signing
 from web.antom.client import AntomClient
 from web.antom.keys import private_key_pem
-from web.antom.messages import Exchange, RefundOutcome, RefundRequest
+from web.antom.messages import Answer, Exchange, RefundRequest, explain_code
 from web.antom.money import Money
 
 REQ = RefundRequest(
@@ -66,7 +67,7 @@ def assert_request_signed_by_merchant(request: Received, uri: str) -> None:
 async def test_signed_success_is_succeeded(server: ScriptedServer, client: AntomClient) -> None:
     server.reply(antom(SUCCESS))
     res = await client.refund(REQ)
-    assert res.state is RefundOutcome.SUCCEEDED
+    assert res.answer is Answer.SUCCESS
     assert res.verified
     assert res.result_code == "SUCCESS"
     assert res.refund_id == "2026112519401089010011"
@@ -114,7 +115,7 @@ async def test_unicode_reason_is_sent_as_utf8_and_signed(
 async def test_unsigned_success_is_not_trusted(server: ScriptedServer, client: AntomClient) -> None:
     server.reply(antom(SUCCESS, key=None))
     res = await client.refund(REQ)
-    assert res.state is RefundOutcome.PROCESSING
+    assert res.answer is Answer.UNKNOWN
     assert res.verified is False
     assert res.result_code is None
     assert res.refund_id is None
@@ -127,28 +128,28 @@ async def test_success_with_empty_signature_headers_is_not_trusted(
     empty = [("client-id", CLIENT_ID), ("response-time", ""), ("signature", "")]
     server.reply(antom(SUCCESS, headers=empty))
     res = await client.refund(REQ)
-    assert res.state is RefundOutcome.PROCESSING
+    assert res.answer is Answer.UNKNOWN
 
 
 async def test_tampered_success_is_not_trusted(server: ScriptedServer, client: AntomClient) -> None:
     tampered = json.dumps({**SUCCESS, "refundAmount": {"currency": "USD", "value": "9999"}})
     server.reply(antom(SUCCESS, sent_body=tampered.encode()))
     res = await client.refund(REQ)
-    assert res.state is RefundOutcome.PROCESSING
+    assert res.answer is Answer.UNKNOWN
     assert res.error == "response signature did not verify"
 
 
 @pytest.mark.parametrize(
     ("key", "state"),
-    [("stranger", RefundOutcome.PROCESSING), ("antom-next", RefundOutcome.SUCCEEDED)],
+    [("stranger", Answer.UNKNOWN), ("antom-next", Answer.SUCCESS)],
     ids=["unknown-key-not-trusted", "rotated-key-trusted"],
 )
 async def test_success_is_trusted_only_under_a_configured_key(
-    server: ScriptedServer, client: AntomClient, key: str, state: RefundOutcome
+    server: ScriptedServer, client: AntomClient, key: str, state: Answer
 ) -> None:
     server.reply(antom(SUCCESS, key=keypair(key)))
     res = await client.refund(REQ)
-    assert res.state is state
+    assert res.answer is state
 
 
 async def test_response_signed_over_another_path_is_not_trusted(
@@ -159,40 +160,61 @@ async def test_response_signed_over_another_path_is_not_trusted(
         return antom_response(moved, SUCCESS, key=keypair("antom"))
 
     server.reply(reply)
-    assert (await client.refund(REQ)).state is RefundOutcome.PROCESSING
+    assert (await client.refund(REQ)).answer is Answer.UNKNOWN
 
 
-@pytest.mark.parametrize(
-    "headers",
-    [
-        None,  # no signature headers at all (how Antom answers INVALID_SIGNATURE)
-        [("client-id", CLIENT_ID), ("response-time", ""), ("signature", "")],
-        [("response-time", ""), ("signature", "algorithm=RSA256,keyVersion=1,signature=")],
+UNSIGNED_HEADERS = {
+    "absent": None,  # no signature headers at all (how Antom answers INVALID_SIGNATURE)
+    "empty": [("client-id", CLIENT_ID), ("response-time", ""), ("signature", "")],
+    "empty-value": [
+        ("response-time", ""),
+        ("signature", "algorithm=RSA256,keyVersion=1,signature="),
     ],
-    ids=["absent", "empty", "empty-value"],
-)
-async def test_unsigned_failure_is_failed_with_its_code(
+}
+
+
+def unsigned(payload: dict[str, Any], headers: list[tuple[str, str]] | None) -> Scripted | Any:
+    return antom(payload, key=None) if headers is None else antom(payload, headers=headers)
+
+
+@pytest.mark.parametrize("headers", UNSIGNED_HEADERS.values(), ids=UNSIGNED_HEADERS.keys())
+async def test_unsigned_business_failure_is_not_trusted(
     server: ScriptedServer, client: AntomClient, headers: list[tuple[str, str]] | None
 ) -> None:
-    payload = result("REFUND_WINDOW_EXCEED", "F", "refund window exceeded")
-    if headers is None:
-        server.reply(antom(payload, key=None))
-    else:
-        server.reply(antom(payload, headers=headers))
+    # An unsigned F could release money (or be forged to): only gateway refusals, which
+    # Antom cannot always sign, are taken unsigned.
+    server.reply(unsigned(result("REFUND_WINDOW_EXCEED", "F", "window exceeded"), headers))
     res = await client.refund(REQ)
-    assert res.state is RefundOutcome.FAILED
-    assert res.result_code == "REFUND_WINDOW_EXCEED"
-    assert res.result_message == "refund window exceeded"
+    assert res.answer is Answer.UNKNOWN
+    assert res.result_code is None
     assert res.verified is False
-    assert res.explanation == "The payment method's refund window has passed."
+
+
+@pytest.mark.parametrize("headers", UNSIGNED_HEADERS.values(), ids=UNSIGNED_HEADERS.keys())
+async def test_unsigned_gateway_refusal_is_trusted_only_with_empty_headers(
+    server: ScriptedServer, client: AntomClient, headers: list[tuple[str, str]] | None
+) -> None:
+    # SDK 1.7.1: headers present but empty are an unsigned answer; headers missing
+    # altogether make it raise (protocol notes §16): untrusted, the outcome is unknown.
+    server.reply(unsigned(result("INVALID_SIGNATURE", "F", "invalid signature"), headers))
+    res = await client.refund(REQ)
+    if headers is None:
+        assert res.answer is Answer.UNKNOWN
+        assert res.result_code is None
+        assert res.error == "unsigned response: it carries no signature headers"
+    else:
+        assert res.answer is Answer.NOT_PROCESSED
+        assert res.result_code == "INVALID_SIGNATURE"
+        assert res.result_message == "invalid signature"
+    assert res.verified is False
 
 
 async def test_signed_failure_is_failed(server: ScriptedServer, client: AntomClient) -> None:
     server.reply(antom(result("REFUND_AMOUNT_EXCEED", "F")))
     res = await client.refund(REQ)
-    assert res.state is RefundOutcome.FAILED
+    assert res.answer is Answer.FAIL
     assert res.verified is True
-    assert "more than the amount still refundable" in res.explanation
+    assert "more than the amount still refundable" in explain_code(res.result_code)
 
 
 async def test_failure_with_bad_signature_is_not_trusted(
@@ -200,7 +222,7 @@ async def test_failure_with_bad_signature_is_not_trusted(
 ) -> None:
     server.reply(antom(result("REFUND_AMOUNT_EXCEED", "F"), key=keypair("stranger")))
     res = await client.refund(REQ)
-    assert res.state is RefundOutcome.PROCESSING
+    assert res.answer is Answer.UNKNOWN
     assert res.result_code is None
 
 
@@ -214,7 +236,7 @@ async def test_failure_with_incomplete_signature_headers_is_not_trusted(
 
     server.reply(reply)
     res = await client.refund(REQ)
-    assert res.state is RefundOutcome.PROCESSING
+    assert res.answer is Answer.UNKNOWN
     assert res.error == "response signature headers are incomplete"
 
 
@@ -223,10 +245,12 @@ async def test_failure_with_incomplete_signature_headers_is_not_trusted(
 async def test_unknown_result_is_processing(
     server: ScriptedServer, client: AntomClient, code: str, signed: bool
 ) -> None:
-    key = keypair("antom") if signed else None
-    server.reply(antom(result(code, "U"), key=key))
+    # Unsigned as SDK 1.7.1 accepts it: the signature headers present but empty.
+    payload = result(code, "U")
+    server.reply(antom(payload) if signed else unsigned(payload, UNSIGNED_HEADERS["empty"]))
     res = await client.refund(REQ)
-    assert res.state is RefundOutcome.PROCESSING
+    expected = Answer.IN_PROCESS if code == "REFUND_IN_PROCESS" else Answer.UNKNOWN
+    assert res.answer is expected
     assert res.result_code == code
     assert res.rate_limited is False
 
@@ -236,16 +260,16 @@ async def test_repeat_request_inconsistent_is_not_failed(
 ) -> None:
     server.reply(antom(result("REPEAT_REQ_INCONSISTENT", "F")))
     res = await client.refund(REQ)
-    assert res.state is RefundOutcome.PROCESSING
+    assert res.answer is Answer.UNKNOWN
     assert res.result_code == "REPEAT_REQ_INCONSISTENT"
 
 
 async def test_rate_limit_is_processing_and_flagged(
     server: ScriptedServer, client: AntomClient
 ) -> None:
-    server.reply(antom(result("REQUEST_TRAFFIC_EXCEED_LIMIT", "U"), key=None))
+    server.reply(unsigned(result("REQUEST_TRAFFIC_EXCEED_LIMIT", "U"), UNSIGNED_HEADERS["empty"]))
     res = await client.refund(REQ)
-    assert res.state is RefundOutcome.PROCESSING
+    assert res.answer is Answer.UNKNOWN
     assert res.rate_limited is True
 
 
@@ -254,7 +278,7 @@ async def test_http_429_is_processing_and_flagged(
 ) -> None:
     server.reply(Scripted(429, b"slow down"))
     res = await client.refund(REQ)
-    assert res.state is RefundOutcome.PROCESSING
+    assert res.answer is Answer.UNKNOWN
     assert res.rate_limited is True
 
 
@@ -269,7 +293,7 @@ async def test_non_200_is_processing(
 
     server.reply(reply)
     res = await client.refund(REQ)
-    assert res.state is RefundOutcome.PROCESSING
+    assert res.answer is Answer.UNKNOWN
     assert res.error == f"HTTP {status} from Antom"
     assert recorded[0].status == status
 
@@ -277,25 +301,30 @@ async def test_non_200_is_processing(
 async def test_non_json_is_processing(server: ScriptedServer, client: AntomClient) -> None:
     server.reply(Scripted(200, b"<html>gateway</html>", [("content-type", "text/html")]))
     res = await client.refund(REQ)
-    assert res.state is RefundOutcome.PROCESSING
+    assert res.answer is Answer.UNKNOWN
     assert res.error == "response is not a JSON object"
 
 
 async def test_read_timeout_is_processing(
-    server: ScriptedServer, client: AntomClient, recorded: list[Exchange]
+    server: ScriptedServer, impatient_client: AntomClient, recorded: list[Exchange]
 ) -> None:
+    answer = threading.Event()  # the gateway answers only after the client gave up
+
     def slow(request: Received) -> Scripted:
         reply = antom_response(request, SUCCESS, key=keypair("antom"))
-        return Scripted(reply.status, reply.body, reply.headers, delay=1.5)
+        return Scripted(reply.status, reply.body, reply.headers, hold=answer)
 
     server.reply(slow)
-    res = await client.refund(REQ)
-    assert res.state is RefundOutcome.PROCESSING
+    try:
+        res = await impatient_client.refund(REQ)
+    finally:
+        answer.set()
+    assert res.answer is Answer.UNKNOWN
     assert res.error is not None and "Timeout" in res.error
     assert len(server.received) == 1  # the request did reach the gateway
     [exchange] = recorded
     assert exchange.status is None and exchange.response_body is None
-    assert 400 <= exchange.latency_ms < 1500
+    assert exchange.latency_ms >= 400  # it waited for its 0.5 s timeout first
 
 
 async def test_connection_refused_is_processing(recorded: list[Exchange]) -> None:
@@ -311,7 +340,7 @@ async def test_connection_refused_is_processing(recorded: list[Exchange]) -> Non
         res = await client.refund(REQ)
     finally:
         await client.aclose()
-    assert res.state is RefundOutcome.PROCESSING
+    assert res.answer is Answer.UNKNOWN
     assert res.error is not None and res.error.startswith("ConnectError")
     assert recorded[0].error == res.error
 
@@ -340,7 +369,7 @@ async def test_sandbox_client_id_rewrites_path_before_signing(server: ScriptedSe
         header=request.headers["signature"],
     )
     # The response was signed over the sandbox path too, and accepted.
-    assert res.state is RefundOutcome.SUCCEEDED
+    assert res.answer is Answer.SUCCESS
 
 
 async def test_every_exchange_is_recorded_with_signatures_redacted(
@@ -395,7 +424,7 @@ async def test_a_failing_recorder_does_not_lose_the_result(server: ScriptedServe
         res = await client.refund(REQ)
     finally:
         await client.aclose()
-    assert res.state is RefundOutcome.SUCCEEDED
+    assert res.answer is Answer.SUCCESS
 
 
 # ------------------------------------------------------------------ inquiryRefund
@@ -413,13 +442,13 @@ INQUIRY_SUCCESS = {
 @pytest.mark.parametrize(
     ("status", "outcome"),
     [
-        ("SUCCESS", RefundOutcome.SUCCEEDED),
-        ("FAIL", RefundOutcome.FAILED),
-        ("PROCESSING", RefundOutcome.PROCESSING),
+        ("SUCCESS", Answer.SUCCESS),
+        ("FAIL", Answer.FAIL),
+        ("PROCESSING", Answer.IN_PROCESS),
     ],
 )
 async def test_inquiry_refund_reads_refund_status(
-    server: ScriptedServer, client: AntomClient, status: str, outcome: RefundOutcome
+    server: ScriptedServer, client: AntomClient, status: str, outcome: Answer
 ) -> None:
     server.reply(antom({**INQUIRY_SUCCESS, "refundStatus": status}))
     res = await client.inquiry_refund(refund_request_id="rr-0001")
@@ -429,7 +458,7 @@ async def test_inquiry_refund_reads_refund_status(
     assert_request_signed_by_merchant(request, "/ams/api/v1/payments/inquiryRefund")
     assert res.found
     assert res.refund_status == status
-    assert res.outcome() is outcome
+    assert res.answer is outcome
     assert res.refund_amount == Money(1200, "JPY")
     assert res.refund_id == "2026112519401089010011"
     assert res.refund_time == "2026-11-25T12:00:00+08:00"
@@ -439,12 +468,21 @@ async def test_inquiry_refund_reads_refund_status(
 async def test_inquiry_refund_not_exist_is_distinguishable(
     server: ScriptedServer, client: AntomClient
 ) -> None:
-    server.reply(antom(result("REFUND_NOT_EXIST", "F"), key=None))
+    server.reply(antom(result("REFUND_NOT_EXIST", "F")))
     res = await client.inquiry_refund(refund_id="r-1", refund_request_id="rr-1")
     assert server.received[0].json() == {"refundRequestId": "rr-1", "refundId": "r-1"}
     assert res.not_exist is True
     assert res.found is False
-    assert res.outcome() is RefundOutcome.PROCESSING  # re-send, never release the money
+    assert res.answer is Answer.ABSENT  # re-send with the same id, never release the money
+
+
+async def test_inquiry_refund_unsigned_not_exist_is_not_trusted(
+    server: ScriptedServer, client: AntomClient
+) -> None:
+    server.reply(antom(result("REFUND_NOT_EXIST", "F"), key=None))
+    res = await client.inquiry_refund(refund_request_id="rr-1")
+    assert res.not_exist is False
+    assert res.answer is Answer.UNKNOWN
 
 
 async def test_inquiry_refund_unsigned_success_is_an_error(
@@ -457,7 +495,7 @@ async def test_inquiry_refund_unsigned_success_is_an_error(
     assert res.refund_amount is None
     assert res.result_code is None
     assert res.error is not None
-    assert res.outcome() is RefundOutcome.PROCESSING
+    assert res.answer is Answer.UNKNOWN
 
 
 async def test_inquiry_refund_rate_limited(server: ScriptedServer, client: AntomClient) -> None:

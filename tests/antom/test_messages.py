@@ -1,4 +1,5 @@
-"""The refund outcome mapping and the agent-facing explanations (pure, no I/O)."""
+"""How a refund call's answer is read off the wire, and the agent-facing explanations
+(pure, no I/O). What each answer means for money is web/rules/outcomes.py's."""
 
 from __future__ import annotations
 
@@ -6,14 +7,15 @@ import pytest
 
 from web.antom.messages import (
     REFUND_CODE_EXPLANATIONS,
-    RefundOutcome,
+    Answer,
     RefundRequest,
     classify_refund,
     explain_code,
 )
 from web.antom.money import Money
 
-P, S, F = RefundOutcome.PROCESSING, RefundOutcome.SUCCEEDED, RefundOutcome.FAILED
+U, S, F = Answer.UNKNOWN, Answer.SUCCESS, Answer.FAIL
+IN, NP = Answer.IN_PROCESS, Answer.NOT_PROCESSED
 
 
 @pytest.mark.parametrize(
@@ -21,22 +23,24 @@ P, S, F = RefundOutcome.PROCESSING, RefundOutcome.SUCCEEDED, RefundOutcome.FAILE
     [
         (False, 200, "S", "SUCCESS", S),
         (False, 200, "F", "REFUND_WINDOW_EXCEED", F),
-        (False, 200, "F", "INVALID_SIGNATURE", F),
-        (True, None, None, None, P),  # timeout / connection refused
-        (True, 200, "F", "PARAM_ILLEGAL", P),  # body cut off mid-stream
-        (False, 500, "F", "PROCESS_FAIL", P),
-        (False, 502, None, None, P),
-        (False, 429, None, None, P),
-        (False, 404, "F", "NO_INTERFACE_DEF", P),
-        (False, 200, None, None, P),  # non-JSON or untrusted
-        (False, 200, "U", "UNKNOWN_EXCEPTION", P),
-        (False, 200, "U", "REFUND_IN_PROCESS", P),
-        (False, 200, "S", "REFUND_IN_PROCESS", P),
-        (False, 200, "U", "REQUEST_TRAFFIC_EXCEED_LIMIT", P),
-        (False, 200, "F", "REQUEST_TRAFFIC_EXCEED_LIMIT", P),
-        (False, 200, "F", "UNKNOWN_EXCEPTION", P),
-        (False, 200, "F", "REPEAT_REQ_INCONSISTENT", P),
-        (False, 200, "X", "WHATEVER", P),
+        (False, 200, "F", "INVALID_SIGNATURE", NP),  # a gateway refusal: never ran
+        (False, 200, "F", "KEY_NOT_FOUND", NP),
+        (False, 200, "F", "ACCESS_DENIED", NP),
+        (True, None, None, None, U),  # timeout / connection refused
+        (True, 200, "F", "PARAM_ILLEGAL", U),  # body cut off mid-stream
+        (False, 500, "F", "PROCESS_FAIL", U),
+        (False, 502, None, None, U),
+        (False, 429, None, None, U),
+        (False, 404, "F", "NO_INTERFACE_DEF", U),
+        (False, 200, None, None, U),  # non-JSON or untrusted
+        (False, 200, "U", "UNKNOWN_EXCEPTION", U),
+        (False, 200, "U", "REFUND_IN_PROCESS", IN),
+        (False, 200, "S", "REFUND_IN_PROCESS", IN),
+        (False, 200, "U", "REQUEST_TRAFFIC_EXCEED_LIMIT", U),
+        (False, 200, "F", "REQUEST_TRAFFIC_EXCEED_LIMIT", U),
+        (False, 200, "F", "UNKNOWN_EXCEPTION", U),
+        (False, 200, "F", "REPEAT_REQ_INCONSISTENT", U),
+        (False, 200, "X", "WHATEVER", U),
     ],
 )
 def test_classify_refund(
@@ -44,7 +48,7 @@ def test_classify_refund(
     http_status: int | None,
     status: str | None,
     code: str | None,
-    expected: RefundOutcome,
+    expected: Answer,
 ) -> None:
     assert classify_refund(transport_error, http_status, status, code) is expected
 

@@ -1,16 +1,14 @@
-"""Small pure pieces of the foundation: template filters, redirects, session timeouts."""
+"""Small pure pieces of the foundation: template filters and redirects.
+
+Session timeouts are tested with the sessions, in tests/app/test_session.py.
+"""
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
-from typing import Any
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from web.auth import ABSOLUTE_TIMEOUT_S, IDLE_TIMEOUT_S, retrieve_user, session_payload
 from web.htmx import login_url, safe_next
 from web.templating import age, money, utc
 
@@ -62,27 +60,3 @@ def test_safe_next_only_allows_local_paths(given: str, expected: str) -> None:
 def test_login_url_keeps_the_way_back() -> None:
     assert login_url("/") == "/login"
     assert login_url("/payments?q=a b") == "/login?next=/payments%3Fq%3Da%20b"
-
-
-async def test_sessions_expire_when_idle_and_after_the_absolute_limit(
-    engine: AsyncEngine, make_user
-) -> None:
-    user = await make_user()
-    connection: Any = SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(engine=engine)))
-    now = time.time()
-    fresh = session_payload(user, now=now)
-    assert (await retrieve_user(dict(fresh), connection)) is not None
-    idle = {**fresh, "seen": now - IDLE_TIMEOUT_S - 5}
-    assert await retrieve_user(idle, connection) is None
-    old = {**fresh, "iat": now - ABSOLUTE_TIMEOUT_S - 5, "seen": now}
-    assert await retrieve_user(old, connection) is None
-    assert await retrieve_user({"uid": "x"}, connection) is None
-    assert await retrieve_user({**fresh, "sv": user.session_version + 1}, connection) is None
-
-
-async def test_activity_moves_the_idle_clock_forward(engine: AsyncEngine, make_user) -> None:
-    user = await make_user()
-    connection: Any = SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(engine=engine)))
-    session = {**session_payload(user), "seen": int(time.time()) - 600}
-    assert await retrieve_user(session, connection) is not None
-    assert session["seen"] >= int(time.time()) - 1

@@ -25,7 +25,7 @@ from tests.antom.scripted_server import (
 from tests.oracle.oracle import run_oracle, sdk_private_key, sdk_public_key
 from web.antom import signing
 from web.antom.client import AntomClient
-from web.antom.messages import RefundOutcome, RefundRequest
+from web.antom.messages import Answer, RefundRequest
 from web.antom.money import Money
 
 pytestmark = pytest.mark.oracle
@@ -50,19 +50,21 @@ class Scenario:
     name: str
     payload: dict[str, Any]
     sdk_accepts: bool
-    our_state: RefundOutcome
+    our_answer: Answer
     options: dict[str, Any] = field(default_factory=dict)
     status: int = 200
     sdk_says: str = ""  # why the SDK refused it (so a refusal for another reason fails)
+    # Why we deliberately refuse an answer the SDK accepts (empty when we agree).
+    stricter: str = ""
 
 
 SCENARIOS = [
-    Scenario("signed-S", SUCCESS, True, RefundOutcome.SUCCEEDED),
+    Scenario("signed-S", SUCCESS, True, Answer.SUCCESS),
     Scenario(
         "rotated-key-S",
         SUCCESS,
         False,  # the SDK holds one Antom key; we hold the rotation pair
-        RefundOutcome.SUCCEEDED,
+        Answer.SUCCESS,
         {"key": "antom-next"},
         sdk_says="response verify failed",
     ),
@@ -70,7 +72,7 @@ SCENARIOS = [
         "unsigned-S",
         SUCCESS,
         False,
-        RefundOutcome.PROCESSING,
+        Answer.UNKNOWN,
         {"key": None},
         sdk_says="signature not exist",
     ),
@@ -78,7 +80,7 @@ SCENARIOS = [
         "empty-value-S",
         SUCCESS,
         False,
-        RefundOutcome.PROCESSING,
+        Answer.UNKNOWN,
         {"headers": EMPTY_VALUE},
         sdk_says="unsigned response with resultStatus=S is not accepted",
     ),
@@ -86,7 +88,7 @@ SCENARIOS = [
         "tampered-S",
         SUCCESS,
         False,
-        RefundOutcome.PROCESSING,
+        Answer.UNKNOWN,
         {"tamper": True},
         sdk_says="response verify failed",
     ),
@@ -94,34 +96,43 @@ SCENARIOS = [
         "foreign-key-S",
         SUCCESS,
         False,
-        RefundOutcome.PROCESSING,
+        Answer.UNKNOWN,
         {"key": "stranger"},
         sdk_says="response verify failed",
     ),
-    Scenario("signed-F", result("REFUND_AMOUNT_EXCEED", "F"), True, RefundOutcome.FAILED),
+    Scenario("signed-F", result("REFUND_AMOUNT_EXCEED", "F"), True, Answer.FAIL),
     Scenario(
         "empty-value-F",
         result("INVALID_SIGNATURE", "F"),
         True,
-        RefundOutcome.FAILED,
+        Answer.NOT_PROCESSED,
         {"headers": EMPTY_VALUE},
+    ),
+    # Deliberate difference: the SDK takes any unsigned F with empty headers; we take an
+    # unsigned F only when it is a gateway refusal (the request never ran). An unsigned
+    # business F could release money, so it is an unknown answer here.
+    Scenario(
+        "empty-value-business-F",
+        result("REFUND_AMOUNT_EXCEED", "F"),
+        True,
+        Answer.UNKNOWN,
+        {"headers": EMPTY_VALUE},
+        stricter="an unsigned business-level F is never trusted",
     ),
     Scenario(
         "empty-value-U",
         result("UNKNOWN_EXCEPTION", "U"),
         True,
-        RefundOutcome.PROCESSING,
+        Answer.UNKNOWN,
         {"headers": EMPTY_VALUE},
     ),
-    # Deliberate difference: the SDK's header parser raises when the signature headers
-    # are absent altogether, before its own F/U rule runs. Antom omits them on
-    # INVALID_SIGNATURE; an absent header is no more forgeable than an empty one, so we
-    # apply the F/U rule to both and the agent sees the real reason.
+    # With the signature headers absent altogether the SDK's header parser raises before
+    # its F/U rule runs; we follow it: the answer is unknown, never a failure.
     Scenario(
         "absent-headers-F",
         result("INVALID_SIGNATURE", "F"),
         False,
-        RefundOutcome.FAILED,
+        Answer.UNKNOWN,
         {"key": None},
         sdk_says="signature not exist",
     ),
@@ -129,7 +140,7 @@ SCENARIOS = [
         "incomplete-F",
         result("PARAM_ILLEGAL", "F"),
         False,
-        RefundOutcome.PROCESSING,
+        Answer.UNKNOWN,
         {"drop": "response-time"},
         sdk_says="response-time not exist",
     ),
@@ -137,7 +148,7 @@ SCENARIOS = [
         "http-500",
         SUCCESS,
         False,
-        RefundOutcome.PROCESSING,
+        Answer.UNKNOWN,
         status=500,
         sdk_says="invalid http status 500",
     ),
@@ -258,8 +269,8 @@ async def test_trust_rule_matches_the_sdk(
         res = await client.refund(req)
     finally:
         await client.aclose()
-    assert res.state is scenario.our_state
-    if "body" in sdk:  # whatever the SDK accepted, we read the same result from it
+    assert res.answer is scenario.our_answer
+    if "body" in sdk and not scenario.stricter:  # what the SDK accepted, we read the same
         assert res.result_code == json.loads(sdk["body"])["result"]["resultCode"]
     assert gateway.verified[-1] == ("/ams/sandbox/api/v1/payments/refund", True)
 

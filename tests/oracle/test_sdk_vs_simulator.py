@@ -17,7 +17,7 @@ from tests.oracle.oracle import run_oracle, sdk_private_key, sdk_public_key
 from tests.support.simulator import SimHandle
 from web.antom.client import AntomClient
 from web.antom.keys import load_private_key, load_public_key
-from web.antom.messages import RefundOutcome, RefundRequest, classify_refund
+from web.antom.messages import Answer, RefundRequest, classify_refund
 from web.antom.money import Money
 from web.sim.faults import Fault, magic_amount
 
@@ -102,15 +102,15 @@ async def test_sdk_and_our_client_agree_on_the_simulator(simulator: SimHandle) -
         assert (res.result_status, res.result_code, res.error) == (status, code, None)
 
     refund, inquiry, over, missing, replay, unknown = our_results
-    assert refund.state is RefundOutcome.SUCCEEDED and refund.verified
-    assert refund.state is classify_refund(False, 200, *EXPECTED[0])
+    assert refund.answer is Answer.SUCCESS and refund.verified
+    assert refund.answer is classify_refund(False, 200, *EXPECTED[0])
     assert refund.refund_amount == Money(1250, "USD")
-    assert inquiry.outcome() is RefundOutcome.SUCCEEDED
+    assert inquiry.answer is Answer.SUCCESS
     assert inquiry.refund_id == refund.refund_id
-    assert over.state is RefundOutcome.FAILED
-    assert missing.not_exist and missing.outcome() is RefundOutcome.PROCESSING
-    assert replay.state is RefundOutcome.SUCCEEDED and replay.refund_id == refund.refund_id
-    assert unknown.state is RefundOutcome.PROCESSING
+    assert over.answer is Answer.FAIL
+    assert missing.not_exist and missing.answer is Answer.ABSENT
+    assert replay.answer is Answer.SUCCESS and replay.refund_id == refund.refund_id
+    assert unknown.answer is Answer.UNKNOWN
 
     # The SDK saw the same shapes: the replay returned the first refund's id.
     assert sdk_bodies[4]["refundId"] == sdk_bodies[0]["refundId"]

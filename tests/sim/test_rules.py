@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from web.rules import METHOD_PROFILES, Code, Field, PaymentFacts, check_refund, profile_for
+from web.rules.refunds import METHOD_PROFILES, Code, Field, PaymentFacts, check_refund, profile_for
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 

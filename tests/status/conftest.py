@@ -22,8 +22,19 @@ from tests.support import keys
 from tests.support.simulator import SimHandle
 from web.antom import signing
 from web.antom.keys import load_private_key
+from web.antom.messages import Answer
 from web.db import session_scope
-from web.models import Payment, Refund, RefundEvent, RefundStatus, WebhookEvent, utcnow
+from web.models import (
+    EventSource,
+    Payment,
+    Refund,
+    RefundEvent,
+    RefundStatus,
+    WebhookEvent,
+    utcnow,
+)
+from web.rules.outcomes import Kind, Observation, Verdict
+from web.services import ledger
 from web.settings import Settings
 
 CLIENT_ID = "TEST_DESK_CLIENT"
@@ -187,6 +198,22 @@ async def make_refund(
             )
         )
     return refund
+
+
+async def settle(
+    engine: AsyncEngine,
+    refund: Refund,
+    answer: Answer = Answer.SUCCESS,
+    source: EventSource = EventSource.POLLER,
+) -> Verdict:
+    """Record an inquiry's ``answer`` about ``refund`` through the ledger, as the poller
+    would, and commit."""
+    assert refund.id is not None
+    async with session_scope(engine) as session:
+        verdict, _ = await ledger.observe(
+            session, refund.id, Observation(Kind.INQUIRY, answer), cause=ledger.Cause(source)
+        )
+    return verdict
 
 
 async def reload(engine: AsyncEngine, model: Any, pk: Any) -> Any:

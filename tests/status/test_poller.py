@@ -22,7 +22,8 @@ from web.antom.messages import RefundRequest
 from web.antom.money import Money
 from web.db import session_scope
 from web.models import Alert, AlertKind, EventSource, Payment, Refund, RefundStatus, utcnow
-from web.services.poller import Cause, Poller, backoff_delay
+from web.services import ledger
+from web.services.poller import Poller, backoff_delay
 from web.settings import ConfigError, PollerConfig, Settings
 
 
@@ -227,8 +228,8 @@ async def test_an_expired_lease_is_fenced_out(
 
     simulator.settle(refund_id, "SUCCESS")
     # A was stalled all that time (its own clock agrees the lease has run out).
-    a._leased_at[refund.id or 0] -= FAST.lease_s
-    stale = await a._check(refund.id or 0, Cause(EventSource.POLLER, "test"))
+    a.leases._leased_at[refund.id or 0] -= FAST.lease_s
+    stale = await a._check(refund.id or 0, ledger.Cause(EventSource.POLLER, "test"))
     assert stale.result == "lost_lease"
     assert (await reload(engine, Refund, refund.id)).lease_owner == "B"
 

@@ -119,9 +119,11 @@ class TestAgentRequests:
         assert "sent again with the same id" in checked.text
         check_id = checked.headers["x-request-id"]
         assert check_id != submit_id
-        [resent] = await events_of(engine, unsent)
-        assert resent.source == EventSource.POLLER
-        assert resent.request_id == check_id
+        # The inquiry's answer ("no record"), then the re-sent call's: both this request's.
+        asked, resent = await events_of(engine, unsent)
+        assert "no record" in asked.summary
+        assert {asked.source, resent.source} == {EventSource.POLLER}
+        assert {asked.request_id, resent.request_id} == {check_id}
 
 
 async def _refund_by_request_id(engine: AsyncEngine, refund_request_id: str) -> Refund:

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel import col
+from sqlmodel import col, select
 
 from tests.status.conftest import (
     CLIENT_ID,
@@ -21,10 +21,15 @@ from tests.status.conftest import (
     make_refund,
     refund_result,
     reload,
+    settle,
     signed,
 )
 from tests.support import keys
 from tests.support.fixtures_app import only_sqlite
+from web.antom.messages import Answer
+from web.antom.notifications import Rejected, verify
+from web.db import session_scope
+from web.integration import webhook_config
 from web.models import (
     Alert,
     AlertKind,
@@ -34,6 +39,7 @@ from web.models import (
     RefundStatus,
     RejectedWebhook,
     WebhookEvent,
+    utcnow,
 )
 
 ACK = b'{"result":{"resultCode":"SUCCESS","resultStatus":"S","resultMessage":"success"}}'
@@ -67,16 +73,27 @@ async def test_success_notification_settles_refund(
     assert row.refund_request_id == refund.refund_request_id
 
 
-async def test_fail_notification_releases_the_reservation(
+async def test_fail_notification_holds_the_money_until_an_inquiry_confirms(
     client: httpx.AsyncClient, engine: AsyncEngine
 ) -> None:
+    """Unknown is never failed: a FAIL notification releases nothing by itself; it asks
+    for an inquiry at once (reliability notes §2.2 step 6), and that releases the money."""
     payment = await make_payment(engine)
     refund = await make_refund(engine, payment, amount_minor=4_000)
 
     response = await post(client, *signed(refund_result(refund, status="FAIL")))
 
     assert response.status_code == 200
-    assert (await reload(engine, Refund, refund.id)).status == RefundStatus.FAILED
+    held = await reload(engine, Refund, refund.id)
+    assert held.status == RefundStatus.PROCESSING
+    assert held.next_check_at is not None and held.next_check_at <= utcnow()
+    paid = await reload(engine, Payment, payment.id)
+    assert (paid.refunded_minor, paid.reserved_minor, paid.refund_count) == (0, 4_000, 1)
+    [row] = await inbox(engine)
+    assert row.outcome == "confirming"
+
+    verdict = await settle(engine, refund, Answer.FAIL)
+    assert verdict.to == RefundStatus.FAILED
     paid = await reload(engine, Payment, payment.id)
     assert (paid.refunded_minor, paid.reserved_minor, paid.refund_count) == (0, 0, 0)
 
@@ -306,12 +323,13 @@ async def test_unauthenticated_notifications_are_refused(
 
 
 async def _rejections(engine: AsyncEngine) -> list[RejectedWebhook]:
-    from sqlmodel import select
-
-    from web.db import session_scope
-
     async with session_scope(engine) as session:
         return list((await session.exec(select(RejectedWebhook))).all())
+
+
+async def _alerts(engine: AsyncEngine) -> list[Alert]:
+    async with session_scope(engine) as session:
+        return list((await session.exec(select(Alert).order_by(col(Alert.id)))).all())
 
 
 MALFORMED = [
@@ -325,15 +343,40 @@ MALFORMED = [
 ]
 
 
-async def test_signed_but_malformed_is_refused(
+async def test_signed_but_unusable_is_acknowledged_kept_and_raised(
     client: httpx.AsyncClient, engine: AsyncEngine
 ) -> None:
+    """A verified body the desk cannot use is Antom's word all the same: refusing it would
+    only make Antom re-send it for a day. It is stored, acknowledged and raised."""
     for body in MALFORMED:
         response = await post(client, *signed(body))
-        assert response.status_code == 400, body
+        assert response.status_code == 200, body
+        assert response.content == ACK
+        again = await post(client, *signed(body))  # a re-delivery changes nothing
+        assert again.status_code == 200, body
 
-    assert await count(engine, WebhookEvent) == 0
-    assert {r.reason for r in await _rejections(engine)} == {"malformed"}
+    kept = await inbox(engine)
+    assert len(kept) == len(MALFORMED)
+    assert {row.outcome for row in kept} == {"unusable"}
+    assert sorted(row.body.encode() for row in kept) == sorted(MALFORMED)
+    alerts = await _alerts(engine)
+    assert [a.kind for a in alerts] == [AlertKind.UNAPPLIED_NOTIFICATION] * len(MALFORMED)
+    assert await _rejections(engine) == []
+
+
+async def test_signed_processing_refund_result_is_acknowledged(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    payment = await make_payment(engine)
+    refund = await make_refund(engine, payment, amount_minor=4_000)
+
+    response = await post(client, *signed(refund_result(refund, status="PROCESSING")))
+
+    assert response.status_code == 200
+    assert response.content == ACK
+    assert (await reload(engine, Refund, refund.id)).status == RefundStatus.PROCESSING
+    [row] = await inbox(engine)
+    assert row.processed_at is not None
 
 
 async def test_body_over_64_kib_is_refused_before_verification(
@@ -350,9 +393,6 @@ async def test_body_over_64_kib_is_refused_before_verification(
 @only_sqlite  # no database involved
 async def test_rotation_accepts_either_configured_key(make_settings, db_url: str) -> None:
     """ANTOM_PUBLIC_KEY and ANTOM_PUBLIC_KEY_NEXT both verify; a third key does not."""
-    from web.routes.webhooks import webhook_config
-    from web.services.webhooks import Rejected, verify
-
     settings = make_settings(
         database_url=db_url,
         antom_gateway_url="http://127.0.0.1:9",

@@ -16,19 +16,19 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel import SQLModel, select
+from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from web.antom.client import AntomClient
 from web.antom.keys import load_private_key, load_public_key
 from web.antom.messages import InquiryPaymentResult
 from web.db import make_engine
-from web.models import AgentLimit, Payment, Refund, RefundEvent, Role, User
+from web.models import AgentLimit, Alert, Payment, Refund, RefundEvent, Role, User
+from web.services.imports import import_payment
 from web.services.refunds import (
     FormCheck,
     RefundDraft,
     SubmitOutcome,
-    import_payment,
     new_form,
     submit_refund,
 )
@@ -170,6 +170,10 @@ class Desk:
             if payment_pk is not None:
                 query = query.where(Refund.payment_pk == payment_pk)
             return list((await s.exec(query)).all())
+
+    async def alerts(self) -> list[Alert]:
+        async with self.session() as s:
+            return list((await s.exec(select(Alert).order_by(col(Alert.id)))).all())
 
     async def events(self, refund_pk: int | None) -> list[RefundEvent]:
         async with self.session() as s:

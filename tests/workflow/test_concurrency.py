@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, update
 
-from tests.workflow.conftest import Desk, antom_refunds, filled_form, now, submit
+from tests.workflow.conftest import Desk, antom_refunds, filled_form, submit
 from web.antom.client import AntomClient
 from web.models import Payment, RefundStatus
-from web.services.refunds import _reserve
+from web.services import ledger
 
 CONCURRENCY = 20
 
@@ -66,7 +66,7 @@ async def test_the_reservation_alone_never_overbooks(desk: Desk) -> None:
         async with desk.session() as s:
             row = await s.get(Payment, payment.id)
             assert row is not None
-            ok = await _reserve(s, row, 1000, None, now())
+            ok = await ledger.reserve(s, row, 1000, expected=None, max_refunds=None)
             await s.commit()
             return ok
 

@@ -13,13 +13,8 @@ from web.antom.client import AntomClient
 from web.antom.messages import RefundRequest
 from web.antom.money import Money
 from web.models import EventSource, Payment, RefundStatus
-from web.services.refunds import (
-    AntomUnavailable,
-    PaymentNotFound,
-    check_draft,
-    import_payment,
-    new_form,
-)
+from web.services.imports import AntomUnavailable, PaymentNotFound, import_payment
+from web.services.refunds import check_draft, new_form
 
 
 async def find(desk: Desk, antom: AntomClient, ident: str) -> Payment:
@@ -118,9 +113,11 @@ async def test_refunds_made_outside_the_desk_are_imported_once(
     assert refund.refund_request_id == "dashboard-refund-1"
     assert refund.refund_id == outside.refund_id and refund.amount_minor == 2500
     assert (payment.refunded_minor, payment.reserved_minor, payment.refund_count) == (2500, 0, 1)
-    (event,) = await desk.events(refund.id)
-    assert event.source == EventSource.RECONCILIATION
-    assert "made outside the desk" in event.summary
+    # Booked as found (held), then moved to what Antom's record says: both by reconciliation.
+    booked, settled = await desk.events(refund.id)
+    assert {booked.source, settled.source} == {EventSource.RECONCILIATION}
+    assert "made outside the desk" in booked.summary and booked.to_status == "processing"
+    assert (settled.from_status, settled.to_status) == ("processing", "succeeded")
 
     # Finding it again changes nothing, and the form offers only what is left.
     payment = await find(desk, antom, made["paymentId"])
@@ -140,7 +137,7 @@ async def test_refunds_made_outside_the_desk_are_imported_once(
 async def test_settled_desk_refund_is_reconciled_from_the_payment_record(
     desk: Desk, antom: AntomClient, simulator: Any
 ) -> None:
-    from tests.workflow.test_status import processing_refund
+    from tests.workflow.test_ledger import processing_refund
 
     payment, refund, _ = await processing_refund(desk, antom, simulator)
     on_antom = simulator.admin_get(f"refunds?payment_id={payment.payment_id}")

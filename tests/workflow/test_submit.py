@@ -23,10 +23,7 @@ from web.antom.client import AntomClient
 from web.antom.keys import generate_private_key, load_private_key
 from web.antom.money import format_plain
 from web.models import EventSource, Payment, RefundStatus, User
-from web.services.refunds import (
-    RefundDraft,
-    list_refund_timeline,
-)
+from web.services.refunds import RefundDraft
 from web.sim.faults import Fault, magic_amount
 
 UNLIMITED = {"USD": 10**9, "JPY": 10**9}
@@ -44,8 +41,7 @@ def amount_text(fault: Fault, currency: str = "USD") -> str:
 async def exchanges(desk: Desk, refund_pk: int | None) -> list[dict[str, Any]]:
     """The Antom exchanges on a refund's timeline, oldest first."""
     assert refund_pk is not None
-    async with desk.session() as s:
-        events = await list_refund_timeline(s, refund_pk)
+    events = await desk.events(refund_pk)
     return [e.detail["exchange"] for e in events if e.detail and "exchange" in e.detail]
 
 

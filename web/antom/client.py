@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPubl
 
 from web.antom import signing
 from web.antom.messages import (
+    GATEWAY_REFUSALS,
     Exchange,
     InquiryPaymentResult,
     InquiryRefundResult,
@@ -96,14 +97,18 @@ def judge_signature(
     headers: Mapping[str, str],
     body: bytes,
     result_status: str | None,
+    result_code: str | None,
 ) -> tuple[bool, bool, str | None]:
     """(trusted, verified, reason) for a 200 response. ``headers`` must be case-insensitive.
 
-    Signed (any signature value or response-time present): trusted only if it verifies.
-    Unsigned: trusted only for ``F``/``U`` bodies, as in global-open-sdk-python 1.7.1.
+    Signed (a signature value or response-time present): trusted only if it verifies.
+    Unsigned, as in global-open-sdk-python 1.7.1: only when the signature headers are
+    present but empty (headers missing altogether make the SDK raise), and then only for
+    a gateway-level refusal (an F that says the request never ran) or a ``U``, neither of
+    which can move money. An unsigned ``S`` or business-level ``F`` is never trusted.
     """
     header = headers.get("signature")
-    response_time = headers.get("response-time") or ""
+    response_time = headers.get("response-time")
     value = _signature_value(header)
     if value or response_time:
         if not (value and response_time):
@@ -120,9 +125,18 @@ def judge_signature(
         if ok:
             return True, True, None
         return False, False, "response signature did not verify"
-    if result_status in ("F", "U"):
+    if header is None and response_time is None:
+        return False, False, "unsigned response: it carries no signature headers"
+    if result_status == "U" or (result_status == "F" and result_code in GATEWAY_REFUSALS):
         return True, False, None
-    return False, False, f"unsigned response with resultStatus={result_status} is not trusted"
+    return (
+        False,
+        False,
+        (
+            f"unsigned response with resultStatus={result_status} "
+            f"resultCode={result_code} is not trusted"
+        ),
+    )
 
 
 class AntomClient:
@@ -137,6 +151,7 @@ class AntomClient:
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         recorder: Callable[[Exchange], None] | None = None,
         http: httpx.AsyncClient | None = None,
+        key_version: str = signing.DEFAULT_KEY_VERSION,
     ) -> None:
         if not antom_public_keys:
             raise ValueError("at least one Antom public key is needed to verify responses")
@@ -146,6 +161,8 @@ class AntomClient:
         self._public_keys = list(antom_public_keys)
         self._timeout = httpx.Timeout(timeout, connect=min(connect_timeout, timeout))
         self._recorder = recorder
+        # Antom resolves it against the keys registered for the client id (protocol notes §16).
+        self.key_version = key_version
         self._owns_http = http is None
         self._http = http or httpx.AsyncClient()
 
@@ -186,7 +203,7 @@ class AntomClient:
             "Content-Type": CONTENT_TYPE,
             "client-id": self.client_id,
             "request-time": request_time,
-            "signature": signing.signature_header(signature),
+            "signature": signing.signature_header(signature, self.key_version),
         }
         started = time.perf_counter()
         response: httpx.Response | None = None
@@ -259,6 +276,7 @@ class AntomClient:
             headers=response.headers,
             body=response.content,
             result_status=status,
+            result_code=_str_or_none(result.get("resultCode")),
         )
         if not trusted:
             return Reply(False, status_code, body, error=reason)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypeVar
 
 from web.antom.money import Money, MoneyError
@@ -22,7 +23,7 @@ REFUND_NOT_EXIST = "REFUND_NOT_EXIST"
 
 # Codes that never prove a refund failed, whatever resultStatus says. REPEAT_REQ_INCONSISTENT
 # is an F, but it means another request with this refundRequestId exists and may have
-# succeeded: releasing the money would be wrong, an inquiry by the same id settles it.
+# succeeded; PAYMENT_IN_PROCESS asks to try again later.
 NOT_FINAL_CODES = frozenset(
     {
         "REFUND_IN_PROCESS",
@@ -30,6 +31,25 @@ NOT_FINAL_CODES = frozenset(
         RATE_LIMIT_CODE,
         "PAYMENT_IN_PROCESS",
         "REPEAT_REQ_INCONSISTENT",
+    }
+)
+IN_PROCESS_CODE = "REFUND_IN_PROCESS"
+
+# Refusals by Antom's gateway, before the request reached the refund service (protocol
+# notes §16): they mean "request not processed", never "refund failed". Antom cannot sign
+# some of them (INVALID_SIGNATURE), so these are the only F answers trusted unsigned.
+GATEWAY_REFUSALS = frozenset(
+    {
+        "INVALID_SIGNATURE",
+        "KEY_NOT_FOUND",
+        "INVALID_CLIENT",
+        "ACCESS_DENIED",
+        "INVALID_API",
+        "NO_INTERFACE_DEF",
+        "MERCHANT_NOT_REGISTERED",
+        "METHOD_NOT_SUPPORTED",
+        "MEDIA_TYPE_NOT_ACCEPTABLE",
+        "INVALID_ACCESS_TOKEN",
     }
 )
 
@@ -93,10 +113,18 @@ def explain_code(code: str | None) -> str:
     return REFUND_CODE_EXPLANATIONS.get(code, f"Antom returned {code}.")
 
 
-class RefundOutcome(enum.StrEnum):
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    PROCESSING = "processing"
+class Answer(enum.StrEnum):
+    """What an answer from Antom says, read off the wire: no decision about money.
+
+    ``web/rules/outcomes.py`` decides what each one means for a refund.
+    """
+
+    SUCCESS = "success"  # a trusted S for the refund, or an inquiry finding SUCCESS
+    FAIL = "fail"  # a trusted business-level F, or an inquiry finding FAIL
+    IN_PROCESS = "in_process"  # Antom accepted it and is working on it
+    NOT_PROCESSED = "not_processed"  # a gateway-level refusal: the request never ran
+    ABSENT = "absent"  # inquiry: REFUND_NOT_EXIST, Antom has no refund with this id
+    UNKNOWN = "unknown"  # timeout, non-200, untrusted, U, or a code that proves nothing
 
 
 def classify_refund(
@@ -104,22 +132,21 @@ def classify_refund(
     http_status: int | None,
     result_status: str | None,
     result_code: str | None,
-) -> RefundOutcome:
-    """The only mapping from a refund call to its outcome.
-
-    FAILED needs a 200 carrying a trusted ``F`` (callers pass ``None`` for anything
-    untrusted). Anything else that is not a clear ``S`` is PROCESSING: the money stays
-    reserved and the refund is asked about again with the same id.
-    """
+) -> Answer:
+    """Read one refund call's answer (callers pass ``None`` statuses when untrusted)."""
     if transport_error or http_status != 200:
-        return RefundOutcome.PROCESSING
+        return Answer.UNKNOWN
+    if result_code == IN_PROCESS_CODE:
+        return Answer.IN_PROCESS
     if result_code in NOT_FINAL_CODES:
-        return RefundOutcome.PROCESSING
+        return Answer.UNKNOWN
+    if result_status == "F" and result_code in GATEWAY_REFUSALS:
+        return Answer.NOT_PROCESSED
     if result_status == "S":
-        return RefundOutcome.SUCCEEDED
+        return Answer.SUCCESS
     if result_status == "F":
-        return RefundOutcome.FAILED
-    return RefundOutcome.PROCESSING
+        return Answer.FAIL
+    return Answer.UNKNOWN
 
 
 def is_rate_limited(http_status: int | None, result_code: str | None) -> bool:
@@ -231,23 +258,30 @@ def call_result(result_type: type[R], reply: Reply, exchange: Exchange, **fields
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RefundCallResult(CallResult):
-    state: RefundOutcome
+    answer: Answer
     refund_id: str | None
     refund_time: str | None
     refund_amount: Money | None
-
-    @property
-    def explanation(self) -> str:
-        """What an agent should read: the code's meaning, or why the answer is unknown."""
-        if self.state is RefundOutcome.PROCESSING and self.error:
-            return f"The refund's result is not known yet ({self.error}); it will be checked again."
-        return explain_code(self.result_code)
+    # For reconciling with the settlement bill (seed guide's APO refund response).
+    acquirer_reference_no: str | None = None
+    acquirer_info: dict[str, Any] | None = None
 
 
 def wire_text(body: Mapping[str, Any], key: str) -> str | None:
     """A non-empty string field, or None (Antom omits or nulls fields freely)."""
     value = body.get(key)
     return value if isinstance(value, str) and value else None
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """Antom's ISO-8601 time with an offset; None when absent, malformed or naive."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else None
 
 
 def wire_money(body: Mapping[str, Any], key: str) -> Money | None:
@@ -262,18 +296,21 @@ def wire_money(body: Mapping[str, Any], key: str) -> Money | None:
 
 
 def refund_call_result(reply: Reply, exchange: Exchange) -> RefundCallResult:
-    state = classify_refund(
+    answer = classify_refund(
         reply.transport_error, reply.http_status, reply.result_status, reply.result_code
     )
     body = reply.body if reply.trusted else {}
+    acquirer_info = body.get("acquirerInfo")
     return call_result(
         RefundCallResult,
         reply,
         exchange,
-        state=state,
+        answer=answer,
         refund_id=wire_text(body, "refundId"),
         refund_time=wire_text(body, "refundTime"),
         refund_amount=wire_money(body, "refundAmount"),
+        acquirer_reference_no=wire_text(body, "acquirerReferenceNo"),
+        acquirer_info=acquirer_info if isinstance(acquirer_info, dict) else None,
     )
 
 
@@ -288,16 +325,26 @@ class InquiryRefundResult(CallResult):
 
     @property
     def not_exist(self) -> bool:
-        """Antom never accepted this refund: the app re-sends it with the same id."""
+        """Antom says it has no refund with this id (unverified code: protocol notes §16)."""
         return self.result_status == "F" and self.result_code == REFUND_NOT_EXIST
 
-    def outcome(self) -> RefundOutcome:
-        """What the inquiry proves about the refund. Only a found SUCCESS/FAIL is final."""
-        if self.found and self.refund_status == "SUCCESS":
-            return RefundOutcome.SUCCEEDED
-        if self.found and self.refund_status == "FAIL":
-            return RefundOutcome.FAILED
-        return RefundOutcome.PROCESSING
+    @property
+    def answer(self) -> Answer:
+        """What the inquiry says about the refund; only a found SUCCESS/FAIL is final."""
+        if self.found:
+            return _FOUND_STATUS.get(self.refund_status or "", Answer.UNKNOWN)
+        if self.not_exist:
+            return Answer.ABSENT
+        if self.result_status == "F" and self.result_code in GATEWAY_REFUSALS:
+            return Answer.NOT_PROCESSED
+        return Answer.UNKNOWN
+
+
+_FOUND_STATUS = {
+    "SUCCESS": Answer.SUCCESS,
+    "FAIL": Answer.FAIL,
+    "PROCESSING": Answer.IN_PROCESS,
+}
 
 
 def inquiry_refund_result(reply: Reply, exchange: Exchange) -> InquiryRefundResult:

@@ -24,7 +24,6 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, FromQuery
 from litestar.response import ServerSentEvent, ServerSentEventMessage, Template
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from web.auth import requires_role
@@ -37,8 +36,10 @@ from web.live import (
     is_resync,
     snapshot,
 )
-from web.models import Alert, Refund, Role, User, utcnow
+from web.models import Role, User
 from web.request_ids import request_id_of
+from web.services import listing
+from web.services.alerts import resolve
 from web.services.poller import Poller
 from web.templating import money
 
@@ -167,7 +168,7 @@ async def check_refund(
     request: Request[Any, Any, Any],
     refund_pk: FromPath[int],
     state: State,
-    engine: NamedDependency[AsyncEngine],
+    db_session: NamedDependency[AsyncSession],
 ) -> Template:
     """Ask Antom about one refund now (htmx); answers with its badge and what was learnt."""
     poller = getattr(state, "poller", None)
@@ -176,8 +177,7 @@ async def check_refund(
         message = _CHECK_MESSAGES.get(result.result, result.message or result.result)
     else:
         message = "Antom is not configured on this desk, so refunds cannot be checked"
-    async with AsyncSession(engine) as session:
-        refund = await session.get(Refund, refund_pk)
+    refund = await listing.refund_by_pk(db_session, refund_pk)
     if refund is None:
         raise NotFoundException("No such refund")
     return Template(
@@ -193,6 +193,7 @@ _CHECK_MESSAGES = {
     "unknown": "Antom did not answer clearly; the desk will ask again",
     "rate_limited": "Antom asked the desk to slow down; the desk will ask again shortly",
     "mismatch": "Antom reports a different amount; a lead has been alerted",
+    "contradiction": "Antom's answer contradicts the desk's record; a lead has been alerted",
     "final": "This refund is already settled",
     "busy": "Another check of this refund is running right now",
     "lost_lease": "Another check of this refund is running right now",
@@ -205,19 +206,9 @@ _CHECK_MESSAGES = {
     guards=[requires_role(Role.LEAD, Role.ADMIN)],
     include_in_schema=False,
 )
-async def alerts(engine: NamedDependency[AsyncEngine]) -> Template:
+async def alerts(db_session: NamedDependency[AsyncSession]) -> Template:
     """What leads must look at: external refunds, stuck refunds, mismatches, orphans."""
-    async with AsyncSession(engine) as session:
-        rows = list(
-            (
-                await session.exec(
-                    select(Alert)
-                    .where(col(Alert.resolved_at).is_(None))
-                    .order_by(col(Alert.created_at).desc())
-                    .limit(500)
-                )
-            ).all()
-        )
+    rows = await listing.open_alerts(db_session)
     return Template(template_name="live/alerts.html", context={"alerts": rows})
 
 
@@ -230,17 +221,12 @@ async def alerts(engine: NamedDependency[AsyncEngine]) -> Template:
 )
 async def resolve_alert(
     alert_pk: FromPath[int],
-    engine: NamedDependency[AsyncEngine],
+    db_session: NamedDependency[AsyncSession],
     current_user: NamedDependency[User],
 ) -> Template:
-    async with AsyncSession(engine, expire_on_commit=False) as session:
-        alert = await session.get(Alert, alert_pk)
-        if alert is None:
-            raise NotFoundException("No such alert")
-        if alert.resolved_at is None:
-            alert.resolved_at = utcnow()
-            alert.resolved_by = current_user.id
-            await session.commit()
+    alert = await resolve(db_session, alert_pk, current_user)
+    if alert is None:
+        raise NotFoundException("No such alert")
     return Template(template_name="live/_alert_row.html", context={"alert": alert})
 
 

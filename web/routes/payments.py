@@ -27,19 +27,16 @@ from web.db import session_scope
 from web.htmx import page_or_fragment, wants_fragment
 from web.models import Payment, RefundStatus, User
 from web.request_ids import request_id_of
-from web.rules import PaymentFacts, profile_for
+from web.rules.refunds import REFUND_REASONS, PaymentFacts, profile_for, reason_label
 from web.services import listing
+from web.services.imports import find_in_antom
 from web.services.refunds import (
-    REFUND_REASONS,
     FormCheck,
-    PaymentImportError,
     RefundDraft,
     SubmitOutcome,
     check_draft,
-    import_payment,
     new_form,
     payment_facts,
-    reason_label,
     submit_refund,
 )
 from web.settings import Settings
@@ -174,34 +171,22 @@ class PaymentController(Controller):
         db_session: NamedDependency[AsyncSession],
         state: State,
     ) -> Template | Redirect:
-        ref = data.ref.strip()
-        payment = await listing.find_payment(db_session, ref)
-        error: str | None = None
-        imported = False
-        if payment is None and not ref:
-            error = "Paste an Antom paymentId or paymentRequestId"
-        elif payment is None:
-            antom: AntomClient | None = state.antom
-            if antom is None:
-                error = (
-                    "Antom is not configured on this desk, so unknown payments cannot be fetched"
-                )
-            else:
-                try:
-                    payment = await import_payment(
-                        db_session, antom, ref, request_id=request_id_of(request)
-                    )
-                    imported = True
-                except PaymentImportError as exc:
-                    error = str(exc)
-        if payment is None:
+        found = await find_in_antom(
+            db_session, state.antom, data.ref, request_id=request_id_of(request)
+        )
+        if found.payment is None:
             return await _list_page(
-                request, db_session, listing.PaymentFilters(), find_ref=ref, find_error=error
+                request,
+                db_session,
+                listing.PaymentFilters(),
+                find_ref=data.ref.strip(),
+                find_error=found.message,
             )
-        if imported:
-            flash(request, f"Payment {payment.payment_id} loaded from Antom", category="info")
+        if found.message:
+            flash(request, found.message, category="error" if found.problem else "info")
         return Redirect(
-            request.app.route_reverse("payments:detail", payment_pk=payment.id), status_code=303
+            request.app.route_reverse("payments:detail", payment_pk=found.payment.id),
+            status_code=303,
         )
 
     @get("/{payment_pk:int}", name="payments:detail")

@@ -13,8 +13,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from web.htmx import page_or_fragment
 from web.models import EventSource
+from web.rules.refunds import reason_label
 from web.services import listing
-from web.services.refunds import reason_label
 
 SOURCE_LABELS: dict[str, str] = {
     EventSource.AGENT: "Agent",

@@ -1,16 +1,15 @@
 """``POST /webhooks/antom``: every Antom notification type arrives here.
 
 No session and no CSRF: the only credential is Antom's RSA signature over the raw
-bytes (checked in ``web.services.webhooks``). The answer is Antom's fixed
-acknowledgement once the notification is stored, non-2xx otherwise, so Antom retries.
+bytes (checked in ``web.antom.notifications``). The answer is Antom's fixed
+acknowledgement once the notification is stored, non-2xx otherwise, so Antom retries;
+a verified notification the desk cannot apply is stored and acknowledged too.
 """
 
 from __future__ import annotations
 
 import logging
-from functools import lru_cache
 from typing import Any
-from urllib.parse import urlsplit
 
 from litestar import Request, Response, post
 from litestar.di import NamedDependency
@@ -19,29 +18,15 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from web import metrics
-from web.antom.keys import load_public_key
-from web.antom.notifications import NOTIFICATION_ACK
+from web.antom.notifications import MAX_BODY_BYTES, NOTIFICATION_ACK
+from web.integration import webhook_config
 from web.request_ids import request_id_of
-from web.services.webhooks import MAX_BODY_BYTES, WebhookConfig, ingest, record_rejection
+from web.services.webhooks import ingest, record_rejection
 from web.settings import Settings
 
 log = logging.getLogger(__name__)
 
 JSON = "application/json"
-
-
-@lru_cache(maxsize=4)
-def webhook_config(settings: Settings) -> WebhookConfig:
-    """Parsed once per settings: the client id, the signed path, Antom's public keys."""
-    parts = urlsplit(settings.refund_notify_url)
-    path = parts.path + (f"?{parts.query}" if parts.query else "")
-    keys = tuple(
-        load_public_key(text, name)
-        for name, text in zip(
-            ("ANTOM_PUBLIC_KEY", "ANTOM_PUBLIC_KEY_NEXT"), settings.antom_public_keys, strict=False
-        )
-    )
-    return WebhookConfig(client_id=settings.antom_client_id, notify_path=path, public_keys=keys)
 
 
 @post(

@@ -28,8 +28,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
 from web.antom.money import ANTOM_EXPONENTS
-from web.models import Payment, Refund, RefundEvent, RefundStatus, User
-from web.rules import METHOD_PROFILES
+from web.models import Alert, Payment, Refund, RefundEvent, RefundStatus, User
+from web.rules.refunds import METHOD_PROFILES
 
 PAGE_SIZE = 25
 # Totals above this are shown as "1,000+": counting further would read the whole table.
@@ -616,3 +616,18 @@ def refund_filters(
         external=_choice(external, ("yes", "no"), ""),  # type: ignore[arg-type]
         **_parse_order(sort, direction, cursor),
     )
+
+
+async def refund_by_pk(session: AsyncSession, refund_pk: int) -> Refund | None:
+    return await session.get(Refund, refund_pk)
+
+
+async def open_alerts(session: AsyncSession, limit: int = 500) -> list[Alert]:
+    """Unresolved alerts, newest first."""
+    result = await session.exec(
+        select(Alert)
+        .where(col(Alert.resolved_at).is_(None))
+        .order_by(col(Alert.created_at).desc())
+        .limit(limit)
+    )
+    return list(result.all())

@@ -2,14 +2,20 @@
 
 The order is the point (reliability notes §2.2):
 
-1. Verify the RSA signature over the exact bytes received, the configured notify path,
-   our client id and the sender's ``request-time``. Anything that fails is refused with
-   a reason, logged, and kept only in ``rejected_webhooks`` (capped) for diagnosis.
+1. Verify the RSA signature over the exact bytes received (``web.antom.notifications``).
+   Anything that fails is refused with a reason, logged, and kept only in
+   ``rejected_webhooks`` (capped) for diagnosis.
 2. Store the notification in ``webhook_events`` under a dedupe key, in its own
    transaction: once that commits, the fact cannot be lost, and a re-delivery of the same
-   fact hits the unique key and changes nothing.
-3. Apply it in a following transaction. Refund statuses go through
-   ``apply_antom_status`` (forward only); payments and disputes are updated here.
+   fact hits the unique key and changes nothing. A verified body the desk cannot use is
+   stored too (under its digest), acknowledged and raised to a lead: refusing it would
+   only make Antom re-send it for a day.
+3. Apply it in a following transaction. What a refund notification means is the outcome
+   policy's call, recorded by the ledger (``web.services.ledger.observe``); payments,
+   captures and disputes are updated here, their money through the ledger. A
+   notification about a payment the desk does not know yet (a card's ``CAPTURE_RESULT``
+   often beats its ``PAYMENT_RESULT``) is kept as *waiting* and applied as soon as the
+   payment arrives (``apply_waiting``), by notification or by "Find a payment in Antom".
    A crash between 2 and 3 leaves ``processed_at`` empty: the next delivery or the
    poller's start-up recovery (``process_pending``) finishes the job.
 
@@ -20,7 +26,6 @@ anyone else being up.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,80 +33,49 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from web.antom import signing
-from web.antom.money import Money, MoneyError
-from web.antom.notifications import NotificationError, RefundNotification, verify_notification
+from web.antom.messages import parse_time, wire_text
+from web.antom.notifications import (
+    Notification,
+    NotificationError,
+    Rejected,
+    WebhookConfig,
+    parse,
+    unusable_key,
+    verify,
+)
 from web.db import session_scope
 from web.models import (
-    Alert,
     AlertKind,
     EventSource,
     Payment,
     Refund,
-    RefundStatus,
     RejectedWebhook,
     WebhookEvent,
     utcnow,
 )
-from web.rules import profile_for
+from web.rules.outcomes import Observation
+from web.rules.refunds import profile_for
+from web.services import ledger
+from web.services.alerts import raise_alert
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 64 * 1024
 # Rejected attempts are evidence, not data: keep the newest few, bounded in size.
 REJECTED_KEEP = 500
 REJECTED_EXCERPT = 4096
-
-REFUND_STATUS_MAP: dict[str, RefundStatus] = {
-    "SUCCESS": RefundStatus.SUCCEEDED,
-    "FAIL": RefundStatus.FAILED,
-    "PROCESSING": RefundStatus.PROCESSING,
-}
+UNUSABLE_TYPE = "UNUSABLE"
 # Dispute notifications that open or close a dispute; others are stored only.
 DISPUTE_OPENING = frozenset({"DISPUTE_CREATED"})
 DISPUTE_CLOSING = frozenset({"DISPUTE_JUDGED", "DISPUTE_CANCELLED"})
 # Antom's paymentStatus values, ordered: a payment's recorded status never moves back.
 PAYMENT_STATUS_RANK = {"PENDING": 0, "PROCESSING": 1, "FAIL": 2, "CANCELLED": 2, "SUCCESS": 3}
-
-
-@dataclass(frozen=True, slots=True)
-class WebhookConfig:
-    """What a notification is checked against; the keys never come from the request."""
-
-    client_id: str
-    notify_path: str
-    public_keys: tuple[RSAPublicKey, ...]
-
-
-class Rejected(Exception):
-    """A notification that must not be trusted; ``reason`` is a short stable code."""
-
-    def __init__(self, reason: str, detail: str, status_code: int = 401) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
-        self.status_code = status_code
-
-
-@dataclass(frozen=True, slots=True)
-class Notification:
-    """The parts of a verified notification the desk acts on."""
-
-    notify_type: str
-    dedupe_key: str
-    body: dict[str, Any]
-    status: str | None = None
-    refund_request_id: str | None = None
-    refund_id: str | None = None
-    payment_id: str | None = None
-    payment_request_id: str | None = None
-    amount: Money | None = None
+# Stored, about a payment the desk does not know yet: applied when the payment arrives.
+WAITING = "waiting"
 
 
 @dataclass(slots=True)
@@ -115,136 +89,11 @@ class IngestResult:
     payment_pks: list[int] = field(default_factory=list)
 
 
-def verify(config: WebhookConfig, headers: Mapping[str, str], body: bytes) -> tuple[str, str]:
-    """Check the signature; return (client_id, request_time) or raise ``Rejected``.
-
-    ``headers`` must be case-insensitive (Litestar's and httpx's are).
-    """
-    if len(body) > MAX_BODY_BYTES:
-        raise Rejected("too_large", f"{len(body)} bytes", 413)
-    client_id = headers.get("client-id")
-    request_time = headers.get("request-time")
-    signature = headers.get("signature")
-    missing = [
-        n
-        for n, v in (
-            ("client-id", client_id),
-            ("request-time", request_time),
-            ("signature", signature),
-        )
-        if not v
-    ]
-    if missing or client_id is None or request_time is None or signature is None:
-        raise Rejected("missing_header", ", ".join(missing))
-    if client_id != config.client_id:
-        raise Rejected("wrong_client_id", f"client-id {client_id[:64]!r} is not ours")
-    try:
-        # Parsed here only to give a precise reason; verify_any parses it again.
-        signing.parse_signature_header(signature)
-    except signing.SignatureHeaderError as exc:
-        raise Rejected("bad_signature_header", str(exc)) from None
-    ok = verify_notification(
-        list(config.public_keys),
-        notify_path=config.notify_path,
-        headers=headers,
-        body=body,
-        expected_client_id=config.client_id,
-    )
-    if not ok:
-        raise Rejected("bad_signature", "signature does not verify with any configured key")
-    return client_id, request_time
-
-
-def _text(body: Mapping[str, Any], key: str) -> str | None:
-    value = body.get(key)
-    return value if isinstance(value, str) and value else None
-
-
-def _key(*parts: str | None) -> str:
-    key = ":".join(p or "-" for p in parts)
-    # Ids are at most 64 characters each, but a hostile-yet-signed body is still bounded.
-    return key if len(key) <= 200 else key[:135] + ":" + hashlib.sha256(key.encode()).hexdigest()
-
-
-def parse(body: bytes) -> Notification:
-    """Parse a verified body into a ``Notification``; raise ``Rejected`` (400) if unusable."""
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise Rejected("malformed", "body is not JSON", 400) from None
-    if not isinstance(data, dict):
-        raise Rejected("malformed", "body is not a JSON object", 400)
-    result = data.get("result")
-    result_status = _text(result, "resultStatus") if isinstance(result, dict) else None
-    notify_type = _text(data, "notifyType")
-    dispute_type = _text(data, "disputeNotificationType")
-    if notify_type is None and dispute_type is not None:
-        notify_type = "DISPUTE"  # notifyDispute carries no notifyType (protocol notes §11)
-    if notify_type is None:
-        raise Rejected("malformed", "no notifyType", 400)
-
-    def amount(name: str) -> Money | None:
-        raw = data.get(name)
-        if raw is None:
-            return None
-        if not isinstance(raw, dict):
-            raise Rejected("malformed", f"{name} is not an amount", 400)
-        try:
-            return Money.from_wire(raw)
-        except MoneyError as exc:
-            raise Rejected("malformed", f"{name}: {exc}", 400) from None
-
-    payment_id = _text(data, "paymentId")
-    common: dict[str, Any] = {
-        "notify_type": notify_type,
-        "body": data,
-        "payment_id": payment_id,
-        "payment_request_id": _text(data, "paymentRequestId"),
-    }
-    if notify_type == "REFUND_RESULT":
-        try:
-            refund = RefundNotification.parse(body)
-        except NotificationError as exc:
-            raise Rejected("malformed", str(exc), 400) from None
-        return Notification(
-            dedupe_key=_key(notify_type, refund.refund_request_id, refund.refund_status),
-            status=refund.refund_status,
-            refund_request_id=refund.refund_request_id,
-            refund_id=refund.refund_id,
-            amount=amount("refundAmount"),
-            **common,
-        )
-    if notify_type in ("PAYMENT_RESULT", "PAYMENT_PENDING"):
-        if payment_id is None:
-            raise Rejected("malformed", "no paymentId", 400)
-        return Notification(
-            dedupe_key=_key(notify_type, payment_id, result_status),
-            status=result_status,
-            amount=amount("paymentAmount"),
-            **common,
-        )
-    if notify_type == "CAPTURE_RESULT":
-        capture = _text(data, "captureId") or _text(data, "captureRequestId")
-        if payment_id is None or capture is None:
-            raise Rejected("malformed", "no paymentId or captureId", 400)
-        return Notification(
-            dedupe_key=_key(notify_type, capture, result_status),
-            status=result_status,
-            amount=amount("captureAmount"),
-            **common,
-        )
-    if notify_type == "DISPUTE":
-        dispute_id = _text(data, "disputeId")
-        if dispute_id is None or payment_id is None:
-            raise Rejected("malformed", "no disputeId or paymentId", 400)
-        return Notification(
-            dedupe_key=_key(notify_type, dispute_id, dispute_type),
-            status=dispute_type,
-            **common,
-        )
-    # A type the desk does not act on is still stored: acknowledged, never lost.
-    digest = hashlib.sha256(body).hexdigest()
-    return Notification(dedupe_key=_key(notify_type, digest), status=result_status, **common)
+@dataclass(slots=True)
+class Applied:
+    outcome: str
+    refund_pks: list[int] = field(default_factory=list)
+    payment_pks: list[int] = field(default_factory=list)
 
 
 async def record_rejection(
@@ -303,7 +152,6 @@ async def ingest(
     """Verify, store and apply one notification. Never raises for a bad notification."""
     try:
         client_id, request_time = verify(config, headers, body)
-        notification = parse(body)
     except Rejected as exc:
         log.warning(
             "webhook refused reason=%s detail=%s path=%s client_id=%s bytes=%d "
@@ -328,9 +176,21 @@ async def ingest(
         )
         return IngestResult(status_code=exc.status_code, accepted=False, reason=exc.reason)
 
+    try:
+        notification = parse(body)
+    except NotificationError as exc:
+        return await _keep_unusable(engine, body, str(exc), client_id, request_time, request_id)
+
     event_id, fresh = await _store(engine, notification, body, client_id, request_time, request_id)
-    applied = await _apply_stored(engine, event_id, request_id=request_id)
     result = IngestResult(status_code=200, accepted=True, event_id=event_id)
+    try:
+        applied = await _apply_stored(engine, event_id, notification, request_id=request_id)
+    except Exception:
+        # Stored, so acknowledged: start-up recovery (process_pending) applies it again.
+        log.exception("webhook event=%s stored but not applied request_id=%s", event_id, request_id)
+        await _alert_unapplied(engine, event_id, "applying it failed; it is retried at start-up")
+        result.outcome = "unapplied"
+        return result
     if applied is None:
         # Stored and applied before (or being applied right now by a twin delivery).
         result.outcome = "duplicate" if not fresh else "in_progress"
@@ -346,6 +206,40 @@ async def ingest(
         request_id,
     )
     return result
+
+
+async def _keep_unusable(
+    engine: AsyncEngine,
+    body: bytes,
+    problem: str,
+    client_id: str,
+    request_time: str,
+    request_id: str | None,
+) -> IngestResult:
+    """A verified body the desk cannot use: stored, acknowledged, raised to a lead."""
+    log.warning("webhook verified but unusable (%s) request_id=%s", problem, request_id)
+    n = Notification(notify_type=UNUSABLE_TYPE, dedupe_key=unusable_key(body), body={})
+    event_id, fresh = await _store(engine, n, body, client_id, request_time, request_id)
+    if fresh:
+        async with session_scope(engine) as session:
+            await session.exec(
+                sa.update(WebhookEvent)
+                .where(col(WebhookEvent.id) == event_id)
+                .values(processed_at=utcnow(), outcome="unusable")
+            )
+        await _alert_unapplied(engine, event_id, f"the desk cannot read it ({problem})")
+    return IngestResult(status_code=200, accepted=True, outcome="unusable", event_id=event_id)
+
+
+async def _alert_unapplied(engine: AsyncEngine, event_id: int, why: str) -> None:
+    async with session_scope(engine) as session:
+        await raise_alert(
+            session,
+            AlertKind.UNAPPLIED_NOTIFICATION,
+            f"webhook_event:{event_id}",
+            f"A verified Antom notification (event {event_id}) was kept but not applied: {why}",
+            webhook_event_pk=event_id,
+        )
 
 
 async def _store(
@@ -386,15 +280,12 @@ async def _store(
             return existing.id, False
 
 
-@dataclass(slots=True)
-class Applied:
-    outcome: str
-    refund_pks: list[int] = field(default_factory=list)
-    payment_pks: list[int] = field(default_factory=list)
-
-
 async def _apply_stored(
-    engine: AsyncEngine, event_id: int, *, request_id: str | None
+    engine: AsyncEngine,
+    event_id: int,
+    notification: Notification | None = None,
+    *,
+    request_id: str | None,
 ) -> Applied | None:
     """Apply a stored event once; None when someone already applied it."""
     try:
@@ -410,7 +301,8 @@ async def _apply_stored(
                 return None
             event = await session.get(WebhookEvent, event_id)
             assert event is not None
-            notification = parse(event.body.encode("utf-8"))
+            if notification is None:
+                notification = parse(event.body.encode("utf-8"))
             # Finished by recovery: the timeline still names the delivery that brought it.
             applied = await apply_notification(
                 session, notification, event_id=event_id, request_id=request_id or event.request_id
@@ -455,46 +347,42 @@ async def process_pending(engine: AsyncEngine, *, limit: int = 500) -> list[Appl
 async def apply_notification(
     session: AsyncSession, n: Notification, *, event_id: int | None, request_id: str | None
 ) -> Applied:
+    cause = ledger.Cause(EventSource.WEBHOOK, request_id)
     if n.notify_type == "REFUND_RESULT":
-        return await _apply_refund(session, n, event_id=event_id, request_id=request_id)
+        return await _apply_refund(session, n, event_id=event_id, cause=cause)
     if n.notify_type in ("PAYMENT_RESULT", "PAYMENT_PENDING"):
-        return await _apply_payment(session, n)
+        return await _apply_payment(session, n, request_id=request_id)
     if n.notify_type == "CAPTURE_RESULT":
         return await _apply_capture(session, n)
     if n.notify_type == "DISPUTE":
-        return await _apply_dispute(session, n, event_id=event_id)
+        return await _apply_dispute(session, n)
     return Applied("ignored")
 
 
-async def raise_alert(
-    session: AsyncSession,
-    kind: AlertKind,
-    subject: str,
-    message: str,
-    *,
-    refund_pk: int | None = None,
-    payment_pk: int | None = None,
-    webhook_event_pk: int | None = None,
-    detail: dict[str, Any] | None = None,
-) -> bool:
-    """Flag something for leads once; False when the same alert is already open."""
-    key = f"{kind.value}:{subject}"
-    exists = (await session.exec(select(Alert.id).where(Alert.dedupe_key == key))).first()
-    if exists is not None:
-        return False
-    session.add(
-        Alert(
-            dedupe_key=key,
-            kind=kind,
-            refund_pk=refund_pk,
-            payment_pk=payment_pk,
-            webhook_event_pk=webhook_event_pk,
-            message=message[:256],
-            detail=detail,
-        )
+async def apply_waiting(session: AsyncSession, payment: Payment, *, request_id: str | None) -> int:
+    """Apply, in the order they came, notifications that arrived before ``payment``."""
+    waiting = list(
+        (
+            await session.exec(
+                select(WebhookEvent)
+                .where(
+                    WebhookEvent.payment_id == payment.payment_id,
+                    WebhookEvent.outcome == WAITING,
+                )
+                .order_by(col(WebhookEvent.id))
+            )
+        ).all()
     )
-    log.warning("alert raised kind=%s subject=%s %s", kind.value, subject, message)
-    return True
+    for event in waiting:
+        applied = await apply_notification(
+            session,
+            parse(event.body.encode("utf-8")),
+            event_id=event.id,
+            request_id=request_id or event.request_id,
+        )
+        event.outcome = applied.outcome if applied.outcome != WAITING else "orphan"
+        log.info("webhook event=%s applied late: %s", event.id, event.outcome)
+    return len(waiting)
 
 
 async def _find_refund(session: AsyncSession, n: Notification) -> Refund | None:
@@ -512,65 +400,21 @@ async def _find_refund(session: AsyncSession, n: Notification) -> Refund | None:
 
 
 async def _apply_refund(
-    session: AsyncSession, n: Notification, *, event_id: int | None, request_id: str | None
+    session: AsyncSession, n: Notification, *, event_id: int | None, cause: ledger.Cause
 ) -> Applied:
-    from web.services.refunds import apply_antom_status  # the one place a status changes
-
-    new_status = REFUND_STATUS_MAP[n.status or ""]
     refund = await _find_refund(session, n)
     if refund is None:
-        return await _ingest_external(
-            session, n, new_status, event_id=event_id, request_id=request_id
-        )
+        return await _ingest_external(session, n, event_id=event_id, cause=cause)
     assert refund.id is not None
-    touched = Applied("applied", [refund.id], [refund.payment_pk])
-    if n.amount is not None and (
-        n.amount.minor != refund.amount_minor or n.amount.currency != refund.currency
-    ):
-        await raise_alert(
-            session,
-            AlertKind.MISMATCH,
-            f"refund:{refund.id}",
-            f"Antom reports {n.amount} for refund {refund.refund_request_id}, "
-            f"the desk recorded {Money(refund.amount_minor, refund.currency)}",
-            refund_pk=refund.id,
-            payment_pk=refund.payment_pk,
-            webhook_event_pk=event_id,
-        )
-        touched.outcome = "mismatch"
-        return touched
-    current = RefundStatus(refund.status)
-    if current.final and new_status.final and current is not new_status:
-        await raise_alert(
-            session,
-            AlertKind.CONTRADICTION,
-            f"refund:{refund.id}",
-            f"Antom notified {n.status} for refund {refund.refund_request_id}, "
-            f"which the desk holds as {current.value}",
-            refund_pk=refund.id,
-            payment_pk=refund.payment_pk,
-            webhook_event_pk=event_id,
-        )
-        touched.outcome = "contradiction"
-        return touched
-    result = n.body.get("result")
-    code = result.get("resultCode") if isinstance(result, dict) else None
-    message = result.get("resultMessage") if isinstance(result, dict) else None
-    changed = await apply_antom_status(
+    verdict, _ = await ledger.observe(
         session,
-        refund,
-        new_status,
-        source=EventSource.WEBHOOK,
-        summary=f"Antom notified {n.status}",
-        detail=_event_detail(n, event_id, request_id),
-        request_id=request_id,
-        refund_id=n.refund_id,
-        result_code=code if isinstance(code, str) else None,
-        result_message=message if isinstance(message, str) else None,
-        refunded_at=parse_time(_text(n.body, "refundTime")),
+        refund.id,
+        Observation.of_notification(n),
+        cause=cause,
+        detail=_event_detail(n, event_id, cause.request_id),
     )
-    touched.outcome = "applied" if changed else "stale"
-    return touched
+    outcome = "applied" if verdict.to is not None else verdict.label
+    return Applied(outcome, [refund.id], [refund.payment_pk])
 
 
 def _event_detail(n: Notification, event_id: int | None, request_id: str | None) -> dict[str, Any]:
@@ -580,7 +424,7 @@ def _event_detail(n: Notification, event_id: int | None, request_id: str | None)
         "webhook_event": event_id,
         "request_id": request_id,
         "refund_id": n.refund_id,
-        "refund_time": _text(n.body, "refundTime"),
+        "refund_time": wire_text(n.body, "refundTime"),
         "result": result if isinstance(result, dict) else None,
     }
 
@@ -592,20 +436,17 @@ async def _payment_by_antom_id(session: AsyncSession, payment_id: str | None) ->
 
 
 async def _ingest_external(
-    session: AsyncSession,
-    n: Notification,
-    new_status: RefundStatus,
-    *,
-    event_id: int | None,
-    request_id: str | None,
+    session: AsyncSession, n: Notification, *, event_id: int | None, cause: ledger.Cause
 ) -> Applied:
     """A refund the desk never issued (made in Antom Dashboard): book it so the
     refundable amount stays right, and flag it for leads."""
     payment = await _payment_by_antom_id(session, n.payment_id)
     subject = f"refund_request:{n.refund_request_id or n.refund_id}"
+    if payment is None and n.payment_id:
+        return Applied(WAITING)
     if payment is None or n.amount is None or n.refund_request_id is None:
-        # No paymentId in the body (Antom's documented notifyRefund has none) and no
-        # mapping: keep the event and ask a lead; inquiryPayment can settle it later.
+        # No paymentId in the body (Antom's documented notifyRefund has none): keep the
+        # event and ask a lead; "Find a payment in Antom" books it from inquiryPayment.
         await raise_alert(
             session,
             AlertKind.ORPHAN_NOTIFICATION,
@@ -617,17 +458,16 @@ async def _ingest_external(
         )
         return Applied("orphan")
     assert payment.id is not None
-    refund = await book_external_refund(
+    detail = _event_detail(n, event_id, cause.request_id)
+    refund = await ledger.book_external(
         session,
         payment,
         refund_request_id=n.refund_request_id,
         refund_id=n.refund_id,
         amount=n.amount,
-        status=new_status,
-        source=EventSource.WEBHOOK,
+        cause=cause,
         summary=f"Antom notified {n.status} for a refund made outside the desk",
-        detail=_event_detail(n, event_id, request_id),
-        request_id=request_id,
+        detail=detail,
     )
     if refund is None:
         await raise_alert(
@@ -641,6 +481,9 @@ async def _ingest_external(
         )
         return Applied("mismatch", [], [payment.id])
     assert refund.id is not None
+    await ledger.observe(
+        session, refund.id, Observation.of_notification(n), cause=cause, detail=detail
+    )
     await raise_alert(
         session,
         AlertKind.EXTERNAL_REFUND,
@@ -654,103 +497,44 @@ async def _ingest_external(
     return Applied("external", [refund.id], [payment.id])
 
 
-async def book_external_refund(
-    session: AsyncSession,
-    payment: Payment,
-    *,
-    refund_request_id: str,
-    refund_id: str | None,
-    amount: Money,
-    status: RefundStatus,
-    source: EventSource,
-    summary: str,
-    detail: dict[str, Any] | None = None,
-    request_id: str | None = None,
-) -> Refund | None:
-    """Record a refund Antom made without the desk; None if the desk's books cannot hold it.
-
-    It is booked like a desk refund that was just accepted (amount reserved, counted),
-    then moved to Antom's status through ``apply_antom_status`` so the money moves
-    the one usual way.
-    """
-    from web.services.refunds import EXTERNAL_REASON, apply_antom_status
-
-    if amount.currency != payment.currency:
-        return None
-    reserved = await session.exec(
-        sa.update(Payment)
-        .where(
-            col(Payment.id) == payment.id,
-            col(Payment.refunded_minor) + col(Payment.reserved_minor) + amount.minor
-            <= col(Payment.captured_minor),
-        )
-        .values(
-            reserved_minor=col(Payment.reserved_minor) + amount.minor,
-            refund_count=col(Payment.refund_count) + 1,
-        )
-    )
-    if reserved.rowcount != 1:
-        return None
-    await session.refresh(payment)
-    refund = Refund(
-        refund_request_id=refund_request_id,
-        payment_pk=payment.id or 0,
-        refund_id=refund_id,
-        currency=amount.currency,
-        amount_minor=amount.minor,
-        status=RefundStatus.PROCESSING,
-        reason=EXTERNAL_REASON,
-        note="Made outside the desk (e.g. Antom Dashboard)",
-        external=True,
-    )
-    session.add(refund)
-    await session.flush()
-    if status is not RefundStatus.PROCESSING:
-        await apply_antom_status(
-            session,
-            refund,
-            status,
-            source=source,
-            summary=summary,
-            detail=detail,
-            request_id=request_id,
-            refunded_at=parse_time(_text(detail or {}, "refund_time")),
-        )
-    return refund
-
-
-async def _apply_payment(session: AsyncSession, n: Notification) -> Applied:
+async def _apply_payment(
+    session: AsyncSession, n: Notification, *, request_id: str | None
+) -> Applied:
     if n.notify_type == "PAYMENT_PENDING":
         status = "PENDING"
     else:
         status = "SUCCESS" if n.status == "S" else "FAIL" if n.status == "F" else "PROCESSING"
     payment = await _payment_by_antom_id(session, n.payment_id)
     now = utcnow()
-    method = _text(n.body, "paymentMethodType") or (payment.method if payment else "UNKNOWN")
-    profile = profile_for(method)
+    method = wire_text(n.body, "paymentMethodType") or (payment.method if payment else "UNKNOWN")
+    created = payment is None
     if payment is None:
         if n.amount is None:
             return Applied("ignored")
-        payment = Payment(
-            payment_id=n.payment_id or "",
-            payment_request_id=n.payment_request_id or n.payment_id or "",
-            method=method[:32],
-            currency=n.amount.currency,
-            amount_minor=n.amount.minor,
-            status=status,
+        payment = await ledger.create_payment(
+            session,
+            Payment(
+                payment_id=n.payment_id or "",
+                payment_request_id=n.payment_request_id or n.payment_id or "",
+                method=method[:32],
+                currency=n.amount.currency,
+                amount_minor=n.amount.minor,
+                status=status,
+            ),
         )
-        session.add(payment)
     elif PAYMENT_STATUS_RANK.get(status, 0) < PAYMENT_STATUS_RANK.get(payment.status, 0):
         assert payment.id is not None
         return Applied("stale", [], [payment.id])
     payment.status = status
     if status == "SUCCESS":
-        payment.paid_at = payment.paid_at or parse_time(_text(n.body, "paymentTime")) or now
-        if not profile.needs_capture:
-            # Wallets capture with the payment; cards wait for CAPTURE_RESULT.
-            payment.captured_minor = max(payment.captured_minor, payment.amount_minor)
+        payment.paid_at = payment.paid_at or parse_time(wire_text(n.body, "paymentTime")) or now
     payment.updated_at = now
     await session.flush()
+    if status == "SUCCESS" and not profile_for(method).needs_capture:
+        # Wallets capture with the payment; cards wait for CAPTURE_RESULT.
+        await ledger.set_captured(session, payment, payment.amount_minor)
+    if created:
+        await apply_waiting(session, payment, request_id=request_id)
     assert payment.id is not None
     return Applied("applied", [], [payment.id])
 
@@ -758,13 +542,7 @@ async def _apply_payment(session: AsyncSession, n: Notification) -> Applied:
 async def _apply_capture(session: AsyncSession, n: Notification) -> Applied:
     payment = await _payment_by_antom_id(session, n.payment_id)
     if payment is None:
-        await raise_alert(
-            session,
-            AlertKind.ORPHAN_NOTIFICATION,
-            f"payment:{n.payment_id}",
-            f"Antom notified a capture on payment {n.payment_id}, unknown to the desk",
-        )
-        return Applied("orphan")
+        return Applied(WAITING)
     assert payment.id is not None
     if n.status != "S" or n.amount is None:
         return Applied("ignored", [], [payment.id])
@@ -778,28 +556,18 @@ async def _apply_capture(session: AsyncSession, n: Notification) -> Applied:
         )
         return Applied("mismatch", [], [payment.id])
     # Each capture is applied once (dedupe key); the total never exceeds the payment.
-    payment.captured_minor = min(payment.amount_minor, payment.captured_minor + n.amount.minor)
-    payment.updated_at = utcnow()
+    await ledger.add_capture(session, payment, n.amount.minor)
     return Applied("applied", [], [payment.id])
 
 
-async def _apply_dispute(
-    session: AsyncSession, n: Notification, *, event_id: int | None
-) -> Applied:
+async def _apply_dispute(session: AsyncSession, n: Notification) -> Applied:
     payment = await _payment_by_antom_id(session, n.payment_id)
     if payment is None:
-        await raise_alert(
-            session,
-            AlertKind.ORPHAN_NOTIFICATION,
-            f"payment:{n.payment_id}",
-            f"Antom notified a dispute on payment {n.payment_id}, unknown to the desk",
-            webhook_event_pk=event_id,
-        )
-        return Applied("orphan")
+        return Applied(WAITING)
     assert payment.id is not None
     if n.status in DISPUTE_OPENING:
         # A late CREATED must not reopen a dispute whose close was already received.
-        dispute_id = _text(n.body, "disputeId")
+        dispute_id = wire_text(n.body, "disputeId")
         closed = (
             await session.exec(
                 select(WebhookEvent.id).where(
@@ -818,13 +586,3 @@ async def _apply_dispute(
         return Applied("ignored", [], [payment.id])
     payment.updated_at = utcnow()
     return Applied("applied", [], [payment.id])
-
-
-def parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else None

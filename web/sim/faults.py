@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, fields
 from enum import StrEnum
 from typing import Any
 
-from web.rules import minimum_refund_minor
+from web.rules.refunds import minimum_refund_minor
 
 
 class Fault(StrEnum):

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
 from web.antom.money import Money, MoneyError
-from web.rules import Code, PaymentFacts, check_refund, profile_for
+from web.rules.refunds import Code, PaymentFacts, check_refund, profile_for
 from web.sim import db
 from web.sim.config import SimConfig
 from web.sim.faults import Dice, Fault, FaultRates, magic_fault

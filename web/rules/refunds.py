@@ -222,3 +222,25 @@ def check_agent_limit(
     else:
         message = f"Your limit is {format_minor(limit_minor, currency)} per refund; ask a team lead"
     return Violation(Code.AGENT_LIMIT, Field.AMOUNT, message)
+
+
+# ---------------------------------------------------------------- reasons
+
+# The managed list of reasons an agent picks from (code, label). The code is stored.
+REFUND_REASONS: list[tuple[str, str]] = [
+    ("customer_request", "Customer request"),
+    ("duplicate_charge", "Duplicate charge"),
+    ("item_not_received", "Item not received"),
+    ("item_returned", "Item returned"),
+    ("service_issue", "Service issue"),
+    ("fraud_suspected", "Fraud suspected"),
+    ("other", "Other"),
+]
+OTHER_REASON = "other"
+# Refunds found at Antom that the desk did not issue (Antom Dashboard); never selectable.
+EXTERNAL_REASON = "external"
+_REASON_LABELS = dict(REFUND_REASONS) | {EXTERNAL_REASON: "Made outside the desk"}
+
+
+def reason_label(code: str) -> str:
+    return _REASON_LABELS.get(code, code)
