@@ -80,6 +80,34 @@ def test_undelivered_notification_is_retried_after_restart(tmp_path: Path) -> No
         assert [d["acknowledged"] for d in n["deliveries"]] == [False, False, True]
 
 
+def test_a_database_from_an_older_simulator_gains_the_new_columns(tmp_path: Path) -> None:
+    """State survives upgrades too: columns added since a file was made are added in place,
+    and refunds stored without acquirer fields answer without them."""
+    with running_simulator(tmp_path) as sim:
+        gw = Gateway(sim)
+        p = sim.create_payment(amount_minor=5000)
+        old = gw.refund(p["paymentId"], 1000, "before-upgrade")
+        gw.close()
+    added_since = {
+        "sim_payments": ["sandbox"],
+        "sim_refunds": ["sandbox", "acquirer_reference_no", "acquirer_info"],
+        "sim_notifications": ["sandbox"],
+    }
+    with sqlite3.connect(tmp_path / "sim.sqlite3") as db:
+        for table, columns in added_since.items():
+            for column in columns:
+                db.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+    with running_simulator(tmp_path) as sim:
+        gw = Gateway(sim)
+        inquiry = gw.call("inquiryRefund", {"refundRequestId": "before-upgrade"})
+        assert code(inquiry) == ("SUCCESS", "S") and inquiry["refundId"] == old["refundId"]
+        assert "acquirerInfo" not in inquiry
+        assert sim.refund(old["refundId"])["sandbox"] is False
+        fresh = gw.refund(p["paymentId"], 1000, "after-upgrade")
+        gw.close()
+        assert fresh["acquirerReferenceNo"] and fresh["acquirerInfo"]
+
+
 def test_simulator_tables_stay_out_of_the_app_metadata() -> None:
     from sqlmodel import SQLModel
 

@@ -80,6 +80,9 @@ def test_official_sdk_accepts_simulator_responses_and_notifications(tmp_path: Pa
     assert refund["refundAmount"] == {"currency": "USD", "value": "1250"}
     assert inquiry["refundStatus"] == "SUCCESS"
     assert inquiry["refundId"] == refund["refundId"]
+    # The seed guide's APO fields are part of the bytes the SDK verified.
+    assert refund["acquirerReferenceNo"] and refund["acquirerInfo"]["acquirerTransactionId"]
+    assert inquiry["acquirerInfo"] == refund["acquirerInfo"]
     assert paid["paymentStatus"] == "SUCCESS"
     assert sorted(t["transactionRequestId"] for t in paid["transactions"]) == [
         "oracle-refund-1",

@@ -23,6 +23,7 @@ from web.sim.gateway import (
     REFUND_SUCCESS,
     Context,
     NewPayment,
+    acquirer_info,
     capture_payment,
     enqueue_notification,
     iso,
@@ -71,6 +72,7 @@ def payment_json(conn: Connection, p: RowMapping) -> Json:
         "buyerName": p["buyer_name"],
         "referenceOrderId": p["reference_order_id"],
         "notifyUrl": p["notify_url"],
+        "sandbox": bool(p["sandbox"]),
     }
 
 
@@ -91,6 +93,9 @@ def refund_json(r: RowMapping) -> Json:
         "settleAt": iso(r["settle_at"]),
         "reverseAt": iso(r["reverse_at"]),
         "reversedAt": iso(r["reversed_at"]),
+        "sandbox": bool(r["sandbox"]),
+        "acquirerReferenceNo": r["acquirer_reference_no"],
+        "acquirerInfo": acquirer_info(r),
     }
 
 
@@ -217,6 +222,7 @@ def open_chargeback(conn: Connection, ctx: Context, payment_id: str) -> Json:
         url=ctx.config.notify_url,
         body=dispute_body(p, "DISPUTE_CREATED", ctx.now),
         now=ctx.now,
+        sandbox=bool(p["sandbox"]),  # a chargeback on a sandbox payment stays in the sandbox
     )
     return payment_json(conn, p)
 
@@ -246,6 +252,7 @@ def close_chargeback(conn: Connection, ctx: Context, payment_id: str, judged: st
             disputeJudgedAmount=wire(p["captured_minor"] or p["amount_minor"], p["currency"]),
         ),
         now=ctx.now,
+        sandbox=bool(p["sandbox"]),
     )
     return payment_json(conn, require_payment(conn, payment_id))
 
@@ -306,6 +313,7 @@ def list_notifications(conn: Connection, limit: int = 200) -> list[Json]:
             "body": json.loads(r["body"]),
             "status": r["status"],
             "attempts": r["attempts"],
+            "sandbox": bool(r["sandbox"]),
             "createdAt": iso(r["created_at"]),
             "nextAttemptAt": iso(r["next_attempt_at"]),
             "nextAttemptAtEpoch": r["next_attempt_at"],
@@ -368,6 +376,8 @@ SETTLEMENT_COLUMNS = (
     "currency",
     "amountValue",
     "transactionTime",
+    # Last, so the columns before it keep their positions for readers that count them.
+    "acquirerReferenceNo",
 )
 
 
@@ -393,6 +403,7 @@ def settlement_csv(conn: Connection) -> str:
                     "originalTransactionId": "",
                     "amountValue": p["captured_minor"],
                     "transactionTime": iso(p["paid_at"] or p["created_at"]),
+                    "acquirerReferenceNo": "",  # the simulator keeps none for payments
                     **_payment_cols(p),
                 },
             )
@@ -412,6 +423,7 @@ def settlement_csv(conn: Connection) -> str:
                     "originalTransactionId": r["payment_id"],
                     "amountValue": -r["amount_minor"],
                     "transactionTime": iso(r["finished_at"]),
+                    "acquirerReferenceNo": r["acquirer_reference_no"] or "",
                     **_payment_cols(p),
                 },
             )
@@ -428,6 +440,8 @@ def settlement_csv(conn: Connection) -> str:
                         "originalTransactionId": r["refund_id"],
                         "amountValue": r["amount_minor"],
                         "transactionTime": iso(r["reversed_at"]),
+                        # The bounce comes back through the refund's acquirer transaction.
+                        "acquirerReferenceNo": r["acquirer_reference_no"] or "",
                         **_payment_cols(p),
                     },
                 )

@@ -31,7 +31,7 @@ from web.antom import signing
 from web.antom.keys import load_public_key
 from web.antom.money import MoneyError, exponent, format_minor
 from web.sim import admin, gateway
-from web.sim.config import SimConfig
+from web.sim.config import SANDBOX_PATH_PREFIX, SimConfig, is_sandbox_client
 from web.sim.db import SimDB
 from web.sim.faults import Dice, Fault, FaultRates, TokenBucket
 from web.sim.gateway import Context, NewPayment, Reply, reply
@@ -54,18 +54,21 @@ class SimState:
     dice: Dice
     rates: FaultRates
 
-    def context(self, client_id: str | None = None) -> Context:
+    def context(self, client_id: str | None = None, *, sandbox_path: bool = False) -> Context:
         return Context(
             config=self.config,
             client_id=client_id or self.config.client_id,
             now=time.time(),
             rates=self.rates,
             dice=self.dice,
+            sandbox_path=sandbox_path,
         )
 
-    async def change(self, fn: Callable[[Connection, Context], T]) -> T:
+    async def change(
+        self, fn: Callable[[Connection, Context], T], client_id: str | None = None
+    ) -> T:
         """An admin change in one transaction, then a wake-up for the work it scheduled."""
-        ctx = self.context()
+        ctx = self.context(client_id)
         out = await self.db.run(lambda conn: fn(conn, ctx))
         self.worker.wake()
         return out
@@ -230,7 +233,9 @@ async def gateway_call(
     if sim.dice.roll(sim.rates.unknown_exception):
         return signed(sim, uri, client_id, gateway.fault_reply(Fault.UNKNOWN_EXCEPTION))
 
-    ctx = sim.context(client_id)
+    # The path as routed (origin_form has already cut an absolute target down to it).
+    in_sandbox = request.scope["path"].startswith(SANDBOX_PATH_PREFIX)
+    ctx = sim.context(client_id, sandbox_path=in_sandbox)
     answer = await sim.db.run(lambda conn: gateway.handle(conn, ctx, endpoint, raw))
     if answer.wake:
         sim.worker.wake()
@@ -257,6 +262,7 @@ class CreatePayment(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown
     buyer_name: str | None = None
     reference_order_id: str | None = None
     notify_url: str | None = None
+    client_id: str | None = None  # one of the configured client ids; default the main one
 
 
 class CaptureBody(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
@@ -316,6 +322,8 @@ def config_json(c: SimConfig) -> dict[str, Any]:
         "hangS": c.hang_s,
         "magicAmounts": c.magic_amounts,
         "retryScheduleS": list(c.retry_schedule_s),
+        # A SANDBOX_ main client id: its notifications get one attempt, no retries.
+        "sandbox": is_sandbox_client(c.client_id),
     }
 
 
@@ -337,6 +345,8 @@ async def create_payment(
         exponent(data.currency)
     except MoneyError as exc:
         raise admin.AdminError(str(exc)) from None
+    if data.client_id is not None and data.client_id not in sim.config.client_ids:
+        raise admin.AdminError(f"clientId {data.client_id} is not one the simulator serves")
     new = NewPayment(
         method=data.method,
         currency=data.currency,
@@ -349,7 +359,9 @@ async def create_payment(
         reference_order_id=data.reference_order_id,
         notify_url=data.notify_url,
     )
-    return await sim.change(lambda conn, ctx: admin.create_payment(conn, ctx, new))
+    return await sim.change(
+        lambda conn, ctx: admin.create_payment(conn, ctx, new), client_id=data.client_id
+    )
 
 
 @get("/sim/api/payments/{payment_id:str}")

@@ -12,6 +12,15 @@ RETRY_SCHEDULE_S: tuple[float, ...] = (0, 120, 600, 600, 3600, 7200, 21600, 5400
 
 DEFAULT_CLIENT_ID = "SIM_CLIENT_0001"
 
+# Antom's sandbox client ids start with this (the official SDKs switch to the
+# /ams/sandbox/api paths on it); the sandbox never re-sends notifications.
+SANDBOX_CLIENT_PREFIX = "SANDBOX_"
+SANDBOX_PATH_PREFIX = "/ams/sandbox/"
+
+
+def is_sandbox_client(client_id: str) -> bool:
+    return client_id.startswith(SANDBOX_CLIENT_PREFIX)
+
 
 @dataclass(frozen=True, slots=True)
 class SimConfig:

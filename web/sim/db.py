@@ -44,6 +44,8 @@ payments = sa.Table(
     sa.Column("reference_order_id", sa.String(64)),
     sa.Column("notify_url", sa.String(1024)),
     sa.Column("request_body", sa.Text),  # the pay request as received, when it came over the API
+    # Made in the sandbox (sandbox path or SANDBOX_ client): its notifications are sent once.
+    sa.Column("sandbox", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
     sa.UniqueConstraint("client_id", "payment_request_id"),
 )
 
@@ -79,6 +81,11 @@ refunds = sa.Table(
     sa.Column("balance_debited", sa.Boolean, nullable=False, default=False),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("finished_at", sa.Float),
+    sa.Column("sandbox", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
+    # Assigned when the refund is accepted and never changed: the merchant reconciles the
+    # settlement file by them (seed guide's APO refund response).
+    sa.Column("acquirer_reference_no", sa.String(64)),
+    sa.Column("acquirer_info", sa.Text),  # JSON object, as answered
     sa.UniqueConstraint("client_id", "refund_request_id"),
 )
 
@@ -117,6 +124,8 @@ notifications = sa.Table(
     sa.Column("next_attempt_at", sa.Float, index=True),  # NULL once acknowledged or given up
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("status", sa.String(16), nullable=False),  # pending, acknowledged, gave_up
+    # Antom's sandbox does not re-send: one attempt, then gave_up unless acknowledged.
+    sa.Column("sandbox", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
 )
 
 delivery_attempts = sa.Table(
@@ -157,11 +166,29 @@ def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
     cur.close()
 
 
+def add_missing_columns(conn: Connection) -> None:
+    """Bring a database file from an older simulator up to date, in place.
+
+    State survives restarts, and ``create_all`` only creates missing tables: a column
+    added since the file was made is added here (each new one is nullable or has a
+    server default, which is what SQLite's ADD COLUMN needs).
+    """
+    inspector = sa.inspect(conn)
+    for table in metadata.sorted_tables:
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in present:
+                ddl = sa.schema.CreateColumn(column).compile(dialect=conn.dialect)
+                conn.exec_driver_sql(f'ALTER TABLE "{table.name}" ADD COLUMN {ddl}')
+
+
 def make_engine(path: Path) -> Engine:
     path.parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(f"sqlite:///{path}", poolclass=sa.pool.StaticPool)
     sa.event.listen(engine, "connect", _sqlite_pragmas)
     metadata.create_all(engine)
+    with engine.begin() as conn:
+        add_missing_columns(conn)
     return engine
 
 

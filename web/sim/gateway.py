@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection, RowMapping
 from web.antom.money import Money, MoneyError
 from web.rules.refunds import Code, PaymentFacts, check_refund, profile_for
 from web.sim import db
-from web.sim.config import SimConfig
+from web.sim.config import SimConfig, is_sandbox_client
 from web.sim.faults import Dice, Fault, FaultRates, magic_fault
 
 Body = dict[str, Any]
@@ -31,6 +31,11 @@ REFUND_PROCESSING = "PROCESSING"
 REFUND_SUCCESS = "SUCCESS"
 REFUND_FAIL = "FAIL"
 ASYNC_FAIL_CODE = "PROCESS_FAIL"
+
+# The acquirer the simulated refunds go through (the seed guide's sample names a real one;
+# a stand-in should not). One merchant id per simulator, like one acquiring contract.
+ACQUIRER_NAME = "SIM_ACQUIRER"
+ACQUIRER_MERCHANT_ID = "764764000000001"
 
 
 class ParamError(ValueError):
@@ -52,6 +57,12 @@ class Context:
     now: float
     rates: FaultRates = field(default_factory=FaultRates)
     dice: Dice = field(default_factory=lambda: Dice(None))
+    sandbox_path: bool = False  # the request came in on /ams/sandbox/api/...
+
+    @property
+    def sandbox(self) -> bool:
+        """Whether what this request causes happens in Antom's sandbox."""
+        return self.sandbox_path or is_sandbox_client(self.client_id)
 
 
 def dumps(body: Body) -> bytes:
@@ -84,10 +95,26 @@ def as_datetime(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
+def random_digits(count: int) -> str:
+    return "".join(str(secrets.randbelow(10)) for _ in range(count))
+
+
 def new_id(kind: str, now: float) -> str:
     """Antom-looking ids: date, a kind marker, random digits (35 characters)."""
-    digits = "".join(str(secrets.randbelow(10)) for _ in range(19))
-    return f"{datetime.fromtimestamp(now, UTC):%Y%m%d}1940108{kind}{digits}"
+    return f"{datetime.fromtimestamp(now, UTC):%Y%m%d}1940108{kind}{random_digits(19)}"
+
+
+def new_acquirer_fields(now: float) -> tuple[str, Body]:
+    """A refund's acquirerReferenceNo and acquirerInfo, shaped like the seed guide's
+    sample: 31-digit references led by the time, a 9-digit acquirer transaction id."""
+    stamp = f"{datetime.fromtimestamp(now, UTC):%Y%m%d%H%M%S}"
+    info: Body = {
+        "acquirerMerchantId": ACQUIRER_MERCHANT_ID,
+        "acquirerName": ACQUIRER_NAME,
+        "acquirerTransactionId": str(10**8 + secrets.randbelow(9 * 10**8)),
+        "referenceRequestId": f"{stamp}030{random_digits(14)}",
+    }
+    return f"{stamp}000103{random_digits(11)}", info
 
 
 def wire(minor: int, currency: str) -> dict[str, str]:
@@ -223,9 +250,19 @@ def adjust_balance(conn: Connection, currency: str, delta_minor: int) -> bool:
 
 
 def enqueue_notification(
-    conn: Connection, *, notify_type: str, object_id: str, url: str | None, body: Body, now: float
+    conn: Connection,
+    *,
+    notify_type: str,
+    object_id: str,
+    url: str | None,
+    body: Body,
+    now: float,
+    sandbox: bool,
 ) -> int | None:
-    """Queue a notification for its first delivery now; no URL anywhere means none is sent."""
+    """Queue a notification for its first delivery now; no URL anywhere means none is sent.
+
+    ``sandbox``: it was caused in the sandbox, so it gets one attempt and no retries.
+    """
     if not url:
         return None
     inserted = conn.execute(
@@ -238,6 +275,7 @@ def enqueue_notification(
             next_attempt_at=now,
             attempts=0,
             status="pending",
+            sandbox=sandbox,
         )
     )
     pk = inserted.inserted_primary_key
@@ -362,6 +400,7 @@ def create_payment(conn: Connection, ctx: Context, new: NewPayment) -> RowMappin
             reference_order_id=new.reference_order_id,
             notify_url=new.notify_url,
             request_body=new.request_body,
+            sandbox=ctx.sandbox,
         )
     )
     row = payment_row(conn, payment_id)
@@ -382,6 +421,7 @@ def create_payment(conn: Connection, ctx: Context, new: NewPayment) -> RowMappin
             "paymentMethodType": row["method"],
         },
         now=ctx.now,
+        sandbox=ctx.sandbox,
     )
     if new.captured and card_like:
         # An auto-captured card payment: inquiryPayment lists the CAPTURE, as Antom does.
@@ -512,6 +552,8 @@ def capture_payment(
             "captureTime": iso(ctx.now),
         },
         now=ctx.now,
+        # Captured on the sandbox path, or an admin capture of a sandbox payment.
+        sandbox=ctx.sandbox or bool(p["sandbox"]),
     )
     return row, None
 
@@ -673,18 +715,28 @@ def refund_row(conn: Connection, refund_id: str) -> RowMapping | None:
     )
 
 
+def acquirer_info(r: RowMapping) -> Body | None:
+    raw = r["acquirer_info"]
+    return json.loads(raw) if raw else None
+
+
 def refund_response(r: RowMapping) -> bytes:
     res = refund_result(r)
-    return dumps(
-        {
-            "result": res,
-            "refundRequestId": r["refund_request_id"],
-            "refundId": r["refund_id"],
-            "paymentId": r["payment_id"],
-            "refundAmount": wire(r["amount_minor"], r["currency"]),
-            "refundTime": iso(r["finished_at"] or r["created_at"]),
-        }
-    )
+    body: Body = {
+        "result": res,
+        "refundRequestId": r["refund_request_id"],
+        "refundId": r["refund_id"],
+        "paymentId": r["payment_id"],
+        "refundAmount": wire(r["amount_minor"], r["currency"]),
+        "refundTime": iso(r["finished_at"] or r["created_at"]),
+    }
+    # Absent only on refunds stored by a simulator older than these fields.
+    if r["acquirer_reference_no"]:
+        body["acquirerReferenceNo"] = r["acquirer_reference_no"]
+    info = acquirer_info(r)
+    if info is not None:
+        body["acquirerInfo"] = info
+    return dumps(body)
 
 
 def _rules_now(ctx: Context) -> datetime:
@@ -751,6 +803,7 @@ def handle_refund(conn: Connection, ctx: Context, body: Body) -> Reply:
     settle_at = ctx.now + ctx.config.scaled(ctx.config.refund_delay_s) if asynchronous else None
     final_at = settle_at if settle_at is not None else ctx.now
     refund_id = new_id("02", ctx.now)
+    reference_no, info = new_acquirer_fields(ctx.now)
     conn.execute(
         sa.insert(db.refunds).values(
             refund_id=refund_id,
@@ -771,6 +824,11 @@ def handle_refund(conn: Connection, ctx: Context, body: Body) -> Reply:
             balance_debited=adjust_balance(conn, money.currency, -money.minor),
             created_at=ctx.now,
             finished_at=None if asynchronous else ctx.now,
+            # Asked for in the sandbox, or of a sandbox payment: so are its notifications,
+            # including the one sent when it settles later.
+            sandbox=ctx.sandbox or bool(p["sandbox"]),
+            acquirer_reference_no=reference_no,
+            acquirer_info=json.dumps(info),
         )
     )
     r = refund_row(conn, refund_id)
@@ -824,6 +882,7 @@ def notify_refund(
         url=r["notify_url"] or config.notify_url,
         body=body,
         now=now,
+        sandbox=bool(r["sandbox"]),
     )
 
 
@@ -899,6 +958,10 @@ def handle_inquiry_refund(conn: Connection, ctx: Context, body: Body) -> Reply:
         extra["refundTime"] = iso(r["finished_at"])
     if r["metadata"]:
         extra["metadata"] = r["metadata"]
+    # The seed guide's inquiryRefund sample has acquirerInfo, but no acquirerReferenceNo.
+    info = acquirer_info(r)
+    if info is not None:
+        extra["acquirerInfo"] = info
     return Reply(dumps(success(**extra)))
 
 

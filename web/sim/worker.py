@@ -1,6 +1,7 @@
 """The simulator's clock-driven work: settle async refunds, reverse doomed ones, deliver
-notifications with Antom's retry schedule. Everything pending lives in the database, so a
-restarted simulator carries on where it stopped.
+notifications with Antom's retry schedule (sandbox notifications: one attempt, as Antom's
+sandbox). Everything pending lives in the database, so a restarted simulator carries on
+where it stopped.
 """
 
 from __future__ import annotations
@@ -144,7 +145,10 @@ def record_attempt(
     excerpt: str | None,
 ) -> None:
     n = db.notifications.c
-    attempts = conn.execute(sa.select(n.attempts).where(n.id == notification_id)).scalar_one() + 1
+    before, sandbox = conn.execute(
+        sa.select(n.attempts, n.sandbox).where(n.id == notification_id)
+    ).one()
+    attempts = before + 1
     conn.execute(
         sa.insert(db.delivery_attempts).values(
             notification_id=notification_id,
@@ -159,6 +163,9 @@ def record_attempt(
     retries_used = attempts - 1
     if acknowledged:
         values: dict[str, object] = {"status": "acknowledged", "next_attempt_at": None}
+    elif sandbox:
+        # Antom's sandbox does not re-send when the acknowledgement is missing or wrong.
+        values = {"status": "gave_up", "next_attempt_at": None}
     elif retries_used < len(config.retry_schedule_s):
         delay = config.scaled(config.retry_schedule_s[retries_used])
         values = {"next_attempt_at": finished + delay}
