@@ -5,10 +5,33 @@ from __future__ import annotations
 import os
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
-pytest_plugins = ["tests.support.fixtures_sim", "tests.support.fixtures_app"]
+pytest_plugins = [
+    "tests.support.fixtures_sim",
+    "tests.support.fixtures_app",
+    "tests.support.ledger_guard",
+]
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
+
+# Hypothesis profiles. "ci" (when CI is set, as .ci/run sets it) draws the same examples on
+# every run, so a red run is reproducible rather than a lucky draw, and keeps no example
+# database. "dev" explores at random and remembers failures in .hypothesis/. Neither has a
+# deadline: how fast an example runs next to a busy neighbour is not what a test asserts.
+# HYPOTHESIS_PROFILE=ci|dev chooses one explicitly.
+hypothesis_settings.register_profile(
+    "ci", derandomize=True, deadline=None, database=None, print_blob=True
+)
+hypothesis_settings.register_profile("dev", deadline=None)
+_in_ci = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+hypothesis_settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if _in_ci else "dev")
+)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"hypothesis profile: {hypothesis_settings.get_current_profile_name()}"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

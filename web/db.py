@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
 from litestar import Litestar
 from litestar.datastructures import State
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -128,8 +130,6 @@ async def ping(engine: AsyncEngine) -> None:
 
 def alembic_config(url: str | None = None) -> Any:
     """Alembic configuration from ``[tool.alembic]`` in pyproject.toml, pointed at ``url``."""
-    from alembic.config import Config
-
     cfg = Config(toml_file=str(ROOT / "pyproject.toml"))
     if url is not None:
         cfg.attributes["database_url"] = url
@@ -138,6 +138,4 @@ def alembic_config(url: str | None = None) -> Any:
 
 def migrate(url: str, revision: str = "head") -> None:
     """Run ``alembic upgrade`` programmatically (sync; call via a thread from async code)."""
-    from alembic import command
-
     command.upgrade(alembic_config(url), revision)

@@ -101,6 +101,25 @@ async def test_request_is_signed_over_exact_bytes_sent(
     }
 
 
+async def test_key_version_goes_in_the_signature_header(server: ScriptedServer) -> None:
+    client = AntomClient(
+        gateway_url=server.base_url,
+        client_id=CLIENT_ID,
+        merchant_private_key=keypair("merchant"),
+        antom_public_keys=[keypair("antom").public_key()],
+        key_version="2",
+    )
+    server.reply(antom(SUCCESS))
+    try:
+        await client.refund(REQ)
+    finally:
+        await client.aclose()
+    [request] = server.received
+    parsed = signing.parse_signature_header(request.headers["signature"])
+    assert parsed.key_version == "2"
+    assert_request_signed_by_merchant(request, "/ams/api/v1/payments/refund")
+
+
 async def test_unicode_reason_is_sent_as_utf8_and_signed(
     server: ScriptedServer, client: AntomClient
 ) -> None:

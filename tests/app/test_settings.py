@@ -103,6 +103,29 @@ def test_complete_production_settings_validate(tmp_path: Path) -> None:
     assert settings.database_url == "postgresql+psycopg://desk:pw@db.internal:5432/desk"
 
 
+def test_production_refuses_a_plain_http_gateway(tmp_path: Path) -> None:
+    """Refund requests and their signatures must not cross the network in clear."""
+    env = production_env(tmp_path, ANTOM_GATEWAY_URL="http://open-sea-global.alipay.com")
+    with pytest.raises(ConfigError, match="ANTOM_GATEWAY_URL must be an https:// address"):
+        Settings.from_env(env).validate()
+    # Outside production the simulator's http:// address is fine.
+    local = env_for(tmp_path, ANTOM_GATEWAY_URL="http://127.0.0.1:8001")
+    local |= {
+        "ANTOM_CLIENT_ID": "SIM",
+        "ANTOM_MERCHANT_PRIVATE_KEY": MERCHANT_PRIVATE_PEM,
+        "ANTOM_PUBLIC_KEY": ANTOM_PUBLIC_PEM,
+    }
+    assert Settings.from_env(local).validate().antom_gateway_url == "http://127.0.0.1:8001"
+
+
+def test_key_version_is_configurable_and_checked(tmp_path: Path) -> None:
+    assert Settings.from_env(production_env(tmp_path)).validate().antom_key_version == "1"
+    chosen = Settings.from_env(production_env(tmp_path, ANTOM_KEY_VERSION="3")).validate()
+    assert chosen.antom_key_version == "3"
+    with pytest.raises(ConfigError, match="ANTOM_KEY_VERSION"):
+        Settings.from_env(production_env(tmp_path, ANTOM_KEY_VERSION="1,signature=x")).validate()
+
+
 def test_incomplete_production_lists_every_problem_at_once(tmp_path: Path) -> None:
     settings = Settings.from_env(env_for(tmp_path, APP_ENV="production"))
     with pytest.raises(ConfigError) as info:

@@ -85,3 +85,27 @@ async def test_check_constraint_is_the_last_line_of_defence(desk: Desk, column: 
                 update(Payment).where(col(Payment.id) == payment.id).values({column: 10001})
             )
             await s.commit()
+
+
+async def test_repeats_of_one_form_are_always_answered_with_its_refund(
+    desk: Desk, antom: AntomClient, simulator: Any
+) -> None:
+    """Defect 6: copies of one form submitted at the same moment (a double click, a retry
+    by the browser) are all answered with the one refund it made — never with "the
+    payment changed, submit again", which invites a second refund."""
+    agent = await desk.user(limits={"USD": 10**9})
+    payments = [await desk.imported(antom, simulator, amount_minor=10000) for _ in range(10)]
+    for payment in payments:
+        draft = await filled_form(
+            desk, payment, agent, amount_text="25.00", reason="customer_request"
+        )
+        outcomes = await asyncio.gather(
+            *(submit(desk, antom, payment, agent, draft) for _ in range(10))
+        )
+        made = {o.refund.id for o in outcomes if o.refund is not None}
+        assert len(made) == 1, [o.message for o in outcomes]
+        for outcome in outcomes:
+            assert outcome.refund is not None, (outcome.message, outcome.check.errors)
+            assert not outcome.check.errors
+        assert len(await desk.refunds(payment.id)) == 1
+        assert len(await antom_refunds(antom, payment.payment_id)) == 1

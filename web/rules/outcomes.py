@@ -113,10 +113,9 @@ class Observation:
 
     @classmethod
     def of_notification(cls, n: Notification) -> Observation:
-        return cls(
+        return cls._reported(
             Kind.NOTIFICATION,
-            _STATUS_ANSWERS.get(n.status or "", Answer.UNKNOWN),
-            status=n.status,
+            n.status,
             code=n.result_code,
             message=n.result_message,
             amount=n.amount,
@@ -126,15 +125,19 @@ class Observation:
 
     @classmethod
     def of_transaction(cls, tx: PaymentTransaction) -> Observation:
-        return cls(
+        return cls._reported(
             Kind.TRANSACTION,
-            _STATUS_ANSWERS.get(tx.status or "", Answer.UNKNOWN),
-            status=tx.status,
+            tx.status,
             code=tx.result_code,
             amount=tx.amount,
             refund_id=tx.transaction_id,
             refund_time=tx.time,
         )
+
+    @classmethod
+    def _reported(cls, kind: Kind, status: str | None, **fields: Any) -> Observation:
+        """A refund status Antom reports on its own (SUCCESS / FAIL / PROCESSING)."""
+        return cls(kind, _STATUS_ANSWERS.get(status or "", Answer.UNKNOWN), status=status, **fields)
 
     def said(self) -> str:
         """What Antom said, in a few words, for the timeline."""
