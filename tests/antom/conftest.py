@@ -30,15 +30,30 @@ def fx_recorded() -> list[Exchange]:
     return []
 
 
-@pytest.fixture(name="client")
-async def fx_client(server: ScriptedServer, recorded: list[Exchange]) -> AsyncIterator[AntomClient]:
-    client = AntomClient(
+def _client(server: ScriptedServer, recorded: list[Exchange], timeout: float) -> AntomClient:
+    return AntomClient(
         gateway_url=server.base_url,
         client_id=CLIENT_ID,
         merchant_private_key=keypair("merchant"),
         antom_public_keys=[keypair("antom").public_key(), keypair("antom-next").public_key()],
-        timeout=0.5,
+        timeout=timeout,
         recorder=recorded.append,
     )
+
+
+@pytest.fixture(name="client")
+async def fx_client(server: ScriptedServer, recorded: list[Exchange]) -> AsyncIterator[AntomClient]:
+    # Patient: on a busy machine an answer can take a while; only a hang should time out.
+    client = _client(server, recorded, timeout=10.0)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture(name="impatient_client")
+async def fx_impatient_client(
+    server: ScriptedServer, recorded: list[Exchange]
+) -> AsyncIterator[AntomClient]:
+    """Gives up after half a second: for the tests of a gateway that does not answer."""
+    client = _client(server, recorded, timeout=0.5)
     yield client
     await client.aclose()

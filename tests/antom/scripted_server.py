@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ import uvicorn
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from tests.support.net import bound_socket
+from tests.support.waiting import DEADLINE_S, wait_for
 from web.antom import signing
 
 
@@ -48,7 +48,7 @@ class Scripted:
     status: int = 200
     body: bytes = b""
     headers: list[tuple[str, str]] = field(default_factory=list)
-    delay: float = 0.0  # seconds to wait before answering (to provoke client timeouts)
+    hold: threading.Event | None = None  # answer only once this is set (client timeouts)
 
 
 Responder = Callable[[Received], Scripted]
@@ -118,8 +118,8 @@ class ScriptedServer:
         )
         self.received.append(request)
         scripted = self.responder(request)
-        if scripted.delay:
-            await asyncio.sleep(scripted.delay)
+        if scripted.hold is not None:
+            await asyncio.to_thread(scripted.hold.wait, DEADLINE_S)
         await send(
             {
                 "type": "http.response.start",
@@ -141,11 +141,9 @@ def running_scripted_server() -> Iterator[ScriptedServer]:
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("scripted server did not start")
-        time.sleep(0.01)
+    wait_for(lambda: server.started or not thread.is_alive(), what="the scripted server")
+    if not server.started:
+        raise RuntimeError("scripted server did not start")
     app.base_url = f"http://127.0.0.1:{port}"
     try:
         yield app

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 from playwright.async_api import Browser, expect
@@ -16,10 +17,19 @@ from playwright.async_api import Browser, expect
 from tests.support.browser import launched_browser, screenshot
 from tests.support.fixtures_app import DEFAULT_PASSWORD
 from tests.support.simulator import SimHandle
+from tests.support.waiting import DEADLINE_S
 from web.models import User
 from web.settings import Settings
 
 pytestmark = pytest.mark.browser
+DEADLINE_MS = int(DEADLINE_S * 1000)
+
+
+@pytest.fixture
+def simulator_config() -> dict[str, Any]:
+    # Asynchronous refunds stay PROCESSING until a test settles them: the page must be
+    # showing the processing result before Antom's notification can arrive.
+    return {"refund_delay_s": 10**9}
 
 
 @pytest.fixture
@@ -149,8 +159,10 @@ async def test_a_processing_refund_turns_succeeded_without_a_reload(
     await submit.click()
     result = page.locator("#refund-result")
     await expect(result).to_contain_text("is processing at Antom")
+    (at_antom,) = simulator.admin_get(f"refunds?paymentId={created['paymentId']}")
+    simulator.settle(at_antom["refundId"], "SUCCESS")  # Antom settles it, and says so
     row_badge = page.locator("#payment-refunds .live-badge .badge")
-    await expect(row_badge).to_have_text("Succeeded", timeout=15_000)
+    await expect(row_badge).to_have_text("Succeeded", timeout=DEADLINE_MS)
     await expect(result.locator(".badge")).to_have_text("Succeeded")
     await expect(page.get_by_test_id("refundable")).to_have_text("₱2,000.00")
     await screenshot(page, "09-processing-then-succeeded")

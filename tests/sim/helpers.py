@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from tests.support.simulator import SimHandle, serve
+from tests.support.waiting import DEADLINE_S
 from web.antom import signing
 from web.antom.keys import load_private_key, load_public_key
 
@@ -119,6 +120,7 @@ class Received:
     uri: str
     headers: dict[str, str]
     body: bytes
+    replied_at: float | None = None  # when the sink started its answer (None: not yet)
 
     @property
     def json(self) -> dict[str, Any]:
@@ -133,7 +135,7 @@ class Sink:
     url: str = ""
     fail_first: int = 0
     bad_reply: bytes | None = None
-    delay_s: float = 0.0  # answer this slowly
+    hold: threading.Event | None = None  # answer only once this is set
     received: list[Received] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -170,12 +172,13 @@ class Sink:
         with self._lock:
             self.received.append(item)
             count = len(self.received)
-        if self.delay_s:
-            await asyncio.sleep(self.delay_s)
+        if self.hold is not None:
+            await asyncio.to_thread(self.hold.wait, DEADLINE_S)
         if count <= self.fail_first:
             status, reply = (200, self.bad_reply) if self.bad_reply else (500, b"nope")
         else:
             status, reply = 200, json.dumps(ACK).encode()
+        item.replied_at = time.time()
         await send(
             {
                 "type": "http.response.start",

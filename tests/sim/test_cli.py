@@ -63,7 +63,7 @@ def test_sim_command_serves(tmp_path: Path) -> None:
     env = {**os.environ, "ANTOM_SIM_DATA_DIR": str(tmp_path)}
     command = [sys.executable, "-m", "web.sim.cli", "--port", str(port)]
     config_url = f"http://127.0.0.1:{port}/sim/api/config"
-    with serving_process(command, env, config_url, timeout=30) as proc:
+    with serving_process(command, env, config_url) as proc:
         assert httpx.get(config_url, timeout=5).json()["clientId"] == "SIM_CLIENT_0001"
         assert (tmp_path / SIM_PRIVATE).exists()
     output = proc.stdout.read() if proc.stdout else ""

@@ -3,12 +3,10 @@ the refund exactly once (the simulator holds one refund, the desk the right stat
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from sqlmodel import select
 from tests.status.conftest import desk_payment, reload
 from tests.support.fixtures_app import ServerThread
 from tests.support.simulator import SimHandle
+from tests.support.waiting import wait_until
 from web.app import create_app
 from web.db import session_scope
 from web.models import Payment, Refund, RefundStatus
@@ -87,17 +86,21 @@ async def test_restart_settles_a_refund_killed_mid_submit(
     server = ServerThread(create_app(restarted), _server_socket)
     server.start()
     try:
-        deadline = time.monotonic() + 30
-        while (await reload(engine, Refund, refund.id)).status != RefundStatus.SUCCEEDED:
-            assert time.monotonic() < deadline, "the restarted app did not settle the refund"
-            await asyncio.sleep(0.1)
-        # The poller reports "ok" once its first pass (the reconciliation) has finished,
-        # which is a moment after the refund it settled was written.
+
+        async def settled() -> bool:
+            return (await reload(engine, Refund, refund.id)).status == RefundStatus.SUCCEEDED
+
+        await wait_until(settled, what="the restarted app to settle the refund")
+        # The poller reports "ok" once its first pass (the reconciliation) has finished and
+        # its heartbeat is committed, a moment after the refund it settled was written; on
+        # a busy machine /healthz can say "starting" or "stalled" in between.
         async with httpx.AsyncClient(base_url=server_base_url) as http:
-            health = (await http.get("/healthz")).json()
-            while health.get("poller") == "starting" and time.monotonic() < deadline:
-                await asyncio.sleep(0.1)
-                health = (await http.get("/healthz")).json()
+
+            async def poller_ok() -> dict[str, Any] | None:
+                health: dict[str, Any] = (await http.get("/healthz")).json()
+                return health if health.get("poller") == "ok" else None
+
+            await wait_until(poller_ok, what='/healthz to say poller "ok"')
     finally:
         server.stop()
 
@@ -105,4 +108,3 @@ async def test_restart_settles_a_refund_killed_mid_submit(
     assert [r["refundRequestId"] for r in at_antom] == [refund.refund_request_id]
     paid = await reload(engine, Payment, payment.id)
     assert (paid.refunded_minor, paid.reserved_minor) == (1_234, 0)
-    assert health.get("poller") == "ok"

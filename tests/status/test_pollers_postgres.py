@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import os
 import re
@@ -19,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.status.conftest import desk_payment, make_refund
 from tests.support.simulator import SimHandle
+from tests.support.waiting import wait_until
 from web.antom.client import AntomClient
 from web.antom.keys import load_private_key, load_public_key
 from web.antom.messages import RefundRequest
@@ -97,14 +97,22 @@ async def test_two_poller_processes_never_check_one_refund_at_once(
     try:
         # Start-up takes seconds on a busy machine: wait until both are at work, then
         # until they have contended for long enough to mean something (not a fixed time:
-        # a loaded machine gets through fewer checks a second).
-        deadline = asyncio.get_running_loop().time() + 90
-        while not all("inquired" in log.read_text() for log in logs):
-            assert asyncio.get_running_loop().time() < deadline, "pollers did not start"
-            await asyncio.sleep(0.2)
-        while sum(len(CHECK.findall(log.read_text())) for log in logs) < ENOUGH_CHECKS:
-            assert asyncio.get_running_loop().time() < deadline, "pollers stopped checking"
-            await asyncio.sleep(0.2)
+        # a loaded machine gets through fewer checks a second). A poller that exits ends
+        # the wait at once, with its log.
+        def running() -> None:
+            for proc, log in zip(procs, logs, strict=True):
+                assert proc.poll() is None, log.read_text()[-3000:]
+
+        def at_work() -> bool:
+            running()
+            return all("inquired" in log.read_text() for log in logs)
+
+        def contended() -> bool:
+            running()
+            return sum(len(CHECK.findall(log.read_text())) for log in logs) >= ENOUGH_CHECKS
+
+        await wait_until(at_work, what="both pollers to start checking", interval=0.1)
+        await wait_until(contended, what=f"{ENOUGH_CHECKS} checks by the pollers", interval=0.1)
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)

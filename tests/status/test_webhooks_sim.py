@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections.abc import Callable
@@ -24,22 +23,13 @@ from tests.status.conftest import (
 )
 from tests.support import keys
 from tests.support.simulator import SimHandle
+from tests.support.waiting import DEADLINE_S, wait_until
 from web.antom.client import AntomClient
 from web.antom.keys import load_private_key, load_public_key
 from web.antom.messages import RefundRequest
 from web.antom.money import Money
 from web.models import Payment, Refund, RefundStatus
 from web.settings import Settings
-
-
-async def eventually(probe: Callable[[], Any], within: float = 10.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        value = await probe()
-        if value:
-            return value
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 class TestFromTheSimulator:
@@ -83,7 +73,7 @@ class TestFromTheSimulator:
             row = await reload(engine, Refund, refund.id)
             return bool(row.status == RefundStatus.SUCCEEDED)
 
-        await eventually(settled)
+        await wait_until(settled)
 
         # The simulator records the delivery once it has read the desk's answer, which
         # can be a moment after the desk committed the refund's new status.
@@ -92,7 +82,7 @@ class TestFromTheSimulator:
             assert len(sent) == 1, sent
             return sent[0] if sent[0]["status"] != "pending" else None
 
-        sent = await eventually(delivered)
+        sent = await wait_until(delivered)
         assert sent["status"] == "acknowledged"
         last = sent["deliveries"][-1]
         assert (last["httpStatus"], last["acknowledged"]) == (200, True)
@@ -111,11 +101,11 @@ class TestFromTheSimulator:
             return probe
 
         simulator.admin_post(f"payments/{payment.payment_id}/chargeback")
-        await eventually(await dispute_open(True))
+        await wait_until(await dispute_open(True))
         simulator.admin_post(
             f"payments/{payment.payment_id}/chargeback/close", {"result": "ACCEPT_BY_MERCHANT"}
         )
-        await eventually(await dispute_open(False))
+        await wait_until(await dispute_open(False))
 
     async def test_check_now_asks_antom_at_once(
         self,
@@ -157,7 +147,8 @@ class TestFromTheSimulator:
         tokens = dict(re.findall(r'name="(form_token|refundable_token)" value="([^"]+)"', page))
 
         async with sse(watcher, f"payment={payment.id}") as stream:
-            assert await stream.until(f"payment-{payment.id}-refundable") == "$100.00"
+            refundable = f"payment-{payment.id}-refundable"
+            assert await stream.until(refundable, within=DEADLINE_S) == "$100.00"
             answer = await agent.post(
                 f"/payments/{payment.id}/refunds",
                 data={
@@ -170,10 +161,10 @@ class TestFromTheSimulator:
                 headers={"HX-Request": "true"},
             )
             assert answer.status_code == 200
-            badge_event, badge = await stream.next(within=2.0)
+            badge_event, badge = await stream.next(within=DEADLINE_S)
             while not (badge_event or "").startswith("refund-") or "succeeded" not in badge:
-                badge_event, badge = await stream.next(within=2.0)
-            assert await stream.until(f"payment-{payment.id}-refundable") == "$70.00"
+                badge_event, badge = await stream.next(within=DEADLINE_S)
+            assert await stream.until(refundable, within=DEADLINE_S) == "$70.00"
 
 
 @pytest.mark.oracle

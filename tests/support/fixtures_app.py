@@ -48,7 +48,6 @@ import re
 import shutil
 import socket
 import threading
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -62,6 +61,7 @@ from litestar import Litestar
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.support.net import bound_socket
+from tests.support.waiting import wait_for
 from web.app import create_app
 from web.db import make_engine, migrate, session_scope
 from web.models import User
@@ -220,15 +220,16 @@ class ServerThread:
             target=self.server.run, kwargs={"sockets": [sock]}, daemon=True
         )
 
-    def start(self, timeout: float = 15.0) -> None:
+    def start(self) -> None:
         self.thread.start()
-        deadline = time.monotonic() + timeout
-        while not self.server.started:
-            if not self.thread.is_alive():
-                raise RuntimeError("the app server failed to start (see the log above)")
-            if time.monotonic() > deadline:
-                raise TimeoutError("the app server did not start in time")
-            time.sleep(0.01)
+        server, thread = self.server, self.thread
+        wait_for(
+            lambda: server.started or not thread.is_alive(),
+            what="the app server to start",
+            interval=0.005,
+        )
+        if not server.started:
+            raise RuntimeError("the app server failed to start (see the log above)")
 
     def stop(self) -> None:
         self.server.should_exit = True

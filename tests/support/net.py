@@ -5,12 +5,13 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+
+from tests.support.waiting import DEADLINE_S, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,7 +34,7 @@ def free_port() -> int:
 
 @contextmanager
 def serving_process(
-    command: list[str], env: Mapping[str, str], health_url: str, *, timeout: float = 90
+    command: list[str], env: Mapping[str, str], health_url: str, *, timeout: float = 2 * DEADLINE_S
 ) -> Iterator[subprocess.Popen[str]]:
     """Start ``command`` from the project root, wait until ``health_url`` answers 200,
     and stop it with Ctrl-C (SIGINT) at the end, as a person would."""
@@ -45,17 +46,16 @@ def serving_process(
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+    def up() -> bool:
+        assert process.poll() is None, process.stdout.read() if process.stdout else ""
+        try:
+            return httpx.get(health_url, timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            assert process.poll() is None, process.stdout.read() if process.stdout else ""
-            try:
-                if httpx.get(health_url, timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, f"{command[:4]} did not come up in {timeout} s"
-            time.sleep(0.2)
+        wait_for(up, what=f"{command[:4]} to come up", timeout=timeout, interval=0.05)
         yield process
     finally:
         process.send_signal(signal.SIGINT)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ import uvicorn
 
 from tests.support import keys
 from tests.support.net import bound_socket
+from tests.support.waiting import DEADLINE_S, INTERVAL_S, wait_for
 from web.sim.app import create_sim_app
 from web.sim.config import SimConfig
 
@@ -102,17 +102,15 @@ class SimHandle:
         return response.text
 
     def wait_for(
-        self, probe: Callable[[], T | None], *, timeout: float = 10.0, interval: float = 0.02
+        self,
+        probe: Callable[[], T | None],
+        *,
+        what: str = "the condition",
+        timeout: float = DEADLINE_S,
+        interval: float = INTERVAL_S,
     ) -> T:
-        """Poll ``probe`` until it returns something truthy; fail loudly on timeout."""
-        deadline = time.monotonic() + timeout
-        while True:
-            value = probe()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"condition not met within {timeout} s")
-            time.sleep(interval)
+        """Poll ``probe`` until it returns something truthy (``tests.support.waiting``)."""
+        return wait_for(probe, what=what, timeout=timeout, interval=interval)
 
 
 @contextmanager
@@ -131,11 +129,11 @@ def serve(app: Any, *, graceful_s: float = 2.0) -> Iterator[str]:
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
-        deadline = time.monotonic() + 15
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.01)
+        wait_for(
+            lambda: server.started or not thread.is_alive(), what="uvicorn to start", interval=0.005
+        )
+        if not server.started:
+            raise RuntimeError("uvicorn did not start (see the log above)")
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
