@@ -28,7 +28,6 @@ from web.jobs import MetricsPlugin
 from web.live import channels_plugin, live_lifespan
 from web.request_ids import request_id_hook
 from web.routes import ROUTE_HANDLERS
-from web.services.users import LoginThrottle
 from web.settings import Settings
 from web.templating import configure_jinja
 
@@ -71,7 +70,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         on_app_init=[auth.on_app_init],
         exception_handlers=EXCEPTION_HANDLERS,
         before_send=[security_headers_hook(settings), request_id_hook],
-        state=State({"settings": settings, "login_throttle": LoginThrottle(), "antom": None}),
+        state=State({"settings": settings, "antom": None}),
         request_max_body_size=MAX_REQUEST_BODY_BYTES,
         openapi_config=None,
         debug=False,

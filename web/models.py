@@ -350,3 +350,34 @@ class UserSession(SQLModel, table=True):
     revoked_at: datetime | None = ts(default=None)
     ip: str | None = Field(default=None, max_length=64)
     user_agent: str | None = Field(default=None, max_length=256)
+
+
+# ---------------------------------------------------------------- sign-in throttling
+
+
+class SignInFailure(SQLModel, table=True):
+    """One failed sign-in, counted against the account and against the client address.
+
+    Kept in the database, not per process, so every instance sees the same count
+    (web/services/throttle.py). ``key_hash`` is the SHA-256 of the normalised email or
+    the address: people sometimes type their password into the email field, and a
+    table of attempts must not keep that in clear. Rows older than the window are
+    deleted as new failures come in.
+    """
+
+    __tablename__ = "sign_in_failures"
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    # "account" or "address" (web.services.throttle.Scope).
+    scope: str = Field(max_length=8)
+    key_hash: str = Field(max_length=64)
+    failed_at: datetime = ts(default_factory=utcnow, index=True)
+
+
+# Counting one key's recent failures is an index range scan.
+sa.Index(
+    "ix_sign_in_failures_key",
+    col(SignInFailure.scope),
+    col(SignInFailure.key_hash),
+    col(SignInFailure.failed_at),
+)

@@ -126,7 +126,7 @@ async def test_repeated_failures_lock_the_email_then_even_the_right_password_wai
         "/login", data={"_csrf_token": token, "email": user.email, "password": DEFAULT_PASSWORD}
     )
     assert locked.status_code == 429
-    assert "Too many failed attempts" in locked.text
+    assert "Too many failed sign-ins for this account" in locked.text
 
 
 async def test_sign_out_ends_the_session(agent_client: httpx.AsyncClient) -> None:

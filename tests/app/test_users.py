@@ -16,7 +16,6 @@ from web.cli import main
 from web.db import session_scope
 from web.models import AgentLimit, User
 from web.services.users import (
-    LoginThrottle,
     UserError,
     authenticate,
     create_user,
@@ -86,19 +85,6 @@ async def test_create_user_explains_what_is_wrong(
     async with session_scope(engine) as session:
         with pytest.raises(UserError, match=message):
             await create_user(session, **{**values, **kwargs})
-
-
-def test_throttle_locks_an_email_for_the_window_then_forgets() -> None:
-    throttle = LoginThrottle(max_failures=3, window_s=60)
-    for t in (0.0, 1.0, 2.0):
-        assert throttle.retry_after("a@x.test", now=t) == 0
-        throttle.failed("A@x.test ", now=t)
-    assert throttle.retry_after("a@x.test", now=3.0) == pytest.approx(57.0)
-    assert throttle.retry_after("b@x.test", now=3.0) == 0
-    assert throttle.retry_after("a@x.test", now=60.5) == 0
-    throttle.failed("a@x.test", now=61)
-    throttle.succeeded("a@x.test")
-    assert throttle.retry_after("a@x.test", now=62) == 0
 
 
 @pytest.fixture

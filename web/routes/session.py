@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
+import logging
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from litestar import Request, get, post
-from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import QueryParameter, URLEncodedBody
 from litestar.plugins.flash import flash
@@ -18,7 +17,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from web.auth import sign_in, sign_out
 from web.htmx import LOGIN_PATH, is_htmx, safe_next
 from web.models import User
-from web.services.users import LoginThrottle, authenticate, limits_for, revoke_sessions
+from web.services import throttle
+from web.services.users import authenticate, limits_for, revoke_sessions
+
+log = logging.getLogger(__name__)
 
 WRONG_CREDENTIALS = "The email or password is wrong."
 HOME_PATH = "/payments"
@@ -53,9 +55,7 @@ async def login_submit(
     request: Request[Any, Any, Any],
     data: URLEncodedBody[LoginForm],
     db_session: NamedDependency[AsyncSession],
-    state: State,
 ) -> Template | Redirect:
-    throttle: LoginThrottle = state.login_throttle
     email = data.email.strip()
     if not email or not data.password:
         return _login_page(
@@ -64,22 +64,22 @@ async def login_submit(
             error="Enter your email and password.",
             status_code=400,
         )
-    wait = throttle.retry_after(email)
-    if wait > 0:
-        minutes = max(1, math.ceil(wait / 60))
-        return _login_page(
-            email=email,
-            next_path=data.next,
-            error=f"Too many failed attempts. Try again in {minutes} min.",
-            status_code=429,
-        )
+    # The address uvicorn reports: the peer, or X-Forwarded-For when the peer is a
+    # trusted proxy (--proxy-headers, FORWARDED_ALLOW_IPS), so clients cannot pick it.
+    ip = request.client.host if request.client else None
+    refused = await throttle.refusal(db_session, email, ip)
+    if refused is not None:
+        # Checked before the password, so a locked account gives away nothing more.
+        log.warning("sign-in refused: too many failures (%s, address %s)", refused.scope, ip)
+        return _login_page(email=email, next_path=data.next, error=refused.message, status_code=429)
     user = await authenticate(db_session, email, data.password)
     if user is None:
-        throttle.failed(email)
+        await throttle.record_failure(db_session, email, ip)
+        log.info("sign-in failed (address %s)", ip)
         return _login_page(
             email=email, next_path=data.next, error=WRONG_CREDENTIALS, status_code=400
         )
-    throttle.succeeded(email)
+    await throttle.record_success(db_session, email)
     await sign_in(request, db_session, user)
     return Redirect(safe_next(data.next) if data.next else "/", status_code=303)
 

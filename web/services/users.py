@@ -19,10 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import time
-from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import argon2
@@ -312,40 +309,3 @@ async def set_limit(
     session.add(limit)
     await session.flush()
     return limit
-
-
-@dataclass
-class LoginThrottle:
-    """Refuses sign-in for an email after repeated failures within a time window.
-
-    Kept per process, keyed by the normalised email whether or not it exists, so the
-    answer never reveals which emails have accounts. With N instances an attacker
-    gets at most N times the budget, still far from a useful guessing rate.
-    """
-
-    max_failures: int = 5
-    window_s: float = 15 * 60
-    _failures: dict[str, deque[float]] = field(default_factory=dict)
-
-    def _recent(self, email: str, now: float) -> deque[float]:
-        attempts = self._failures.setdefault(normalise_email(email), deque())
-        while attempts and attempts[0] <= now - self.window_s:
-            attempts.popleft()
-        return attempts
-
-    def retry_after(self, email: str, now: float | None = None) -> float:
-        """Seconds until this email may try again; 0 when it may try now."""
-        now = time.monotonic() if now is None else now
-        attempts = self._recent(email, now)
-        if len(attempts) < self.max_failures:
-            return 0.0
-        return attempts[0] + self.window_s - now
-
-    def failed(self, email: str, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
-        self._recent(email, now).append(now)
-        if len(self._failures) > 10_000:  # bound memory under a spray of random emails
-            self._failures = {k: v for k, v in self._failures.items() if v}
-
-    def succeeded(self, email: str) -> None:
-        self._failures.pop(normalise_email(email), None)

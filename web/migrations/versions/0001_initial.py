@@ -3,7 +3,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-01 15:40:58.906452
+Create Date: 2026-12-01 16:12:05.478359
 """
 
 from collections.abc import Sequence
@@ -107,6 +107,23 @@ def upgrade() -> None:
     )
     op.create_index(
         op.f("ix_rejected_webhooks_received_at"), "rejected_webhooks", ["received_at"], unique=False
+    )
+    op.create_table(
+        "sign_in_failures",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("scope", sqlmodel.sql.sqltypes.AutoString(length=8), nullable=False),
+        sa.Column("key_hash", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("failed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index(
+        op.f("ix_sign_in_failures_failed_at"), "sign_in_failures", ["failed_at"], unique=False
+    )
+    op.create_index(
+        "ix_sign_in_failures_key",
+        "sign_in_failures",
+        ["scope", "key_hash", "failed_at"],
+        unique=False,
     )
     op.create_table(
         "users",
@@ -339,6 +356,9 @@ def downgrade() -> None:
     op.drop_table("webhook_events")
     op.drop_index(op.f("ix_users_email"), table_name="users")
     op.drop_table("users")
+    op.drop_index("ix_sign_in_failures_key", table_name="sign_in_failures")
+    op.drop_index(op.f("ix_sign_in_failures_failed_at"), table_name="sign_in_failures")
+    op.drop_table("sign_in_failures")
     op.drop_index(op.f("ix_rejected_webhooks_received_at"), table_name="rejected_webhooks")
     op.drop_index(op.f("ix_rejected_webhooks_reason"), table_name="rejected_webhooks")
     op.drop_table("rejected_webhooks")
