@@ -82,7 +82,7 @@ async def test_restart_settles_a_refund_killed_mid_submit(
     assert len(at_antom) == (0 if point == "after_write_ahead" else 1)
 
     # Restart: the app's start-up reconciliation settles it (no grace: it is old enough).
-    restarted = settings.replace(poller=PollerConfig(pending_grace_s=0))
+    restarted = settings.replace(poller_enabled=True, poller=PollerConfig(pending_grace_s=0))
     server = ServerThread(create_app(restarted), _server_socket)
     server.start()
     try:

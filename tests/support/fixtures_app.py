@@ -10,7 +10,9 @@ Fixtures (function scope unless noted)
                       ``public_base_url`` = the live server's address, no Antom config.
 ``make_settings``     ``make_settings(**overrides) -> Settings`` built on the above;
                       ``make_settings(simulator=sim)`` fills the ANTOM_* fields from a
-                      ``SimHandle`` (the ``simulator`` fixture).
+                      ``SimHandle`` (the ``simulator`` fixture). The in-process inquiry
+                      poller is off (``poller_enabled=False``, as REFUND_DESK_POLLER=off):
+                      a test that needs it asks, ``make_settings(poller_enabled=True)``.
 ``app``               ``create_app(settings)`` (not started; ``live_server`` starts it).
 ``live_server``       Base URL (``http://127.0.0.1:PORT``) of uvicorn serving ``app``.
 ``client``            ``httpx.AsyncClient`` with ``base_url=live_server``, not signed in.
@@ -183,6 +185,9 @@ def make_settings(tmp_path: Path, sqlite_url: str, server_base_url: str) -> Call
             "port": int(server_base_url.rsplit(":", 1)[1]),
             "data_dir": tmp_path / "data",
             "environment": "test",
+            # No background loop unless a test wants one: it would race the test's own
+            # steps and poll for nothing. "Check now" works without it.
+            "poller_enabled": False,
         }
         if simulator is not None:
             values.update(
