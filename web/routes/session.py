@@ -43,6 +43,15 @@ def _login_page(
     )
 
 
+def _echo(email: str) -> str:
+    """What to put back in the email field after a failed sign-in.
+
+    People sometimes type their password into the email field; something that is not
+    shaped like an email is not sent back into the page.
+    """
+    return email if "@" in email and not any(c.isspace() for c in email) else ""
+
+
 @get(LOGIN_PATH, name="session:login", exclude_from_auth=True)
 async def login_page(
     next_path: Annotated[str, QueryParameter(name="next")] = "",
@@ -77,7 +86,7 @@ async def login_submit(
         await throttle.record_failure(db_session, email, ip)
         log.info("sign-in failed (address %s)", ip)
         return _login_page(
-            email=email, next_path=data.next, error=WRONG_CREDENTIALS, status_code=400
+            email=_echo(email), next_path=data.next, error=WRONG_CREDENTIALS, status_code=400
         )
     await throttle.record_success(db_session, email)
     await sign_in(request, db_session, user)
