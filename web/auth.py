@@ -41,9 +41,11 @@ from web.settings import Settings
 SESSION_ID_KEY = "sid"
 _MAX_TOKEN_CHARS = 128  # token_urlsafe(32) is 43; anything longer is not ours
 
-# Paths served without a signed-in user. Webhooks authenticate by signature instead.
-PUBLIC_PATHS = ["^/login$", "^/static/", "^/healthz$", "^/webhooks/"]
-CSRF_EXEMPT_PATHS = ["^/webhooks/"]
+# Paths served without a signed-in user. Webhooks authenticate by signature instead, the
+# merchant API by its key (web/routes/api.py); neither carries cookies, so neither
+# needs CSRF protection.
+PUBLIC_PATHS = ["^/login$", "^/static/", "^/healthz$", "^/webhooks/", "^/api/"]
+CSRF_EXEMPT_PATHS = ["^/webhooks/", "^/api/"]
 
 Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]
 

@@ -6,7 +6,7 @@ import click
 
 from web.demo import demo
 from web.jobs import poller_command
-from web.manage import migrate_command, serve, users
+from web.manage import api_keys, migrate_command, serve, users
 from web.sim.cli import sim
 
 
@@ -17,6 +17,7 @@ def main() -> None:
 
 # Subcommands are added below, one line per area (e.g. ``main.add_command(sim)``).
 main.add_command(users)  # app-foundation: users, migrate and serve below
+main.add_command(api_keys)  # order feed: keys for the merchant's systems
 main.add_command(migrate_command)
 main.add_command(serve)
 main.add_command(sim)  # simulator engineer: the Antom simulator

@@ -2,7 +2,11 @@
 
 Both sides agree on every payment because the demo creates them through the
 simulator's own admin API and the desk imports them over the signed Antom protocol
-(``inquiryPayment``), exactly as an agent's "Find a payment in Antom" does.
+(``inquiryPayment``), exactly as an agent's "Find a payment in Antom" does. Antom does
+not say who paid, so buyers and order references come from the merchant's order feed
+(web/services/orders.py, the service behind ``POST /api/orders``), with an API key made
+for a "Demo shop": half of the orders are sent before their payments exist (they wait
+and are joined when the payment arrives), half after.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import logging
 import shutil
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,12 +25,16 @@ from typing import Any
 import click
 import httpx
 import uvicorn
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from web.antom.keys import generate_private_key, private_key_pem, public_key_pem
+from web.antom.money import format_plain
 from web.app import create_app
 from web.db import make_engine, migrate, session_scope
 from web.integration import build_antom_client
 from web.models import Payment, Role, User
+from web.services import api_keys as key_svc
+from web.services import orders as order_svc
 from web.services import refunds as refund_svc
 from web.services import users as user_svc
 from web.services.imports import import_payment
@@ -72,6 +81,26 @@ class DemoPayment:
     def email(self) -> str:
         return self.buyer.lower().replace(" ", ".").replace("-", "") + "@example.com"
 
+    @property
+    def payment_request_id(self) -> str:
+        """The merchant's id for the payment, known to its order system beforehand."""
+        return "PR-" + self.order.removeprefix("ORD-")
+
+    def order_record(self) -> dict[str, str]:
+        """What the merchant's order system sends to ``POST /api/orders``."""
+        n = self.order.removeprefix("ORD-")
+        return {
+            "paymentRequestId": self.payment_request_id,
+            "referenceOrderId": self.order,
+            "buyerName": self.buyer,
+            "buyerEmail": self.email,
+            "buyerPhone": f"+65 6{n[-3:]} {n}",
+            "customerId": f"CUST-{int(n) % 997:04d}",
+            "orderTotal": format_plain(self.amount_minor, self.currency),
+            "currency": self.currency,
+            "itemsSummary": f"Order {self.order} ({self.method.replace('_', ' ').title()})",
+        }
+
 
 # Chosen to show every rule: several currencies (incl. zero-decimal JPY/KRW and IDR),
 # sync and async methods, windows that have closed, a chargeback, an uncaptured card.
@@ -112,14 +141,32 @@ def _serve_in_thread(
     return server, thread
 
 
-async def _seed(settings: Settings, sim_url: str) -> list[str]:
-    """Create payments at the simulator, import them into the desk, add users and refunds."""
+async def _send_orders(
+    engine: AsyncEngine, key: key_svc.NewKey, specs: Sequence[DemoPayment]
+) -> None:
+    """The order feed's service, as ``POST /api/orders`` with the Demo shop's key calls it."""
+    async with session_scope(engine) as session:
+        results = await order_svc.ingest(
+            session, [spec.order_record() for spec in specs], api_key_pk=key.key.id
+        )
+    rejected = [r.as_json() for r in results if not r.accepted]
+    if rejected:
+        raise click.ClickException(f"demo orders refused: {rejected}")
+
+
+async def _seed(settings: Settings, sim_url: str) -> tuple[list[str], str]:
+    """Create payments at the simulator, import them into the desk, add users, orders and
+    refunds; the payment ids and the Demo shop's API key."""
     now = datetime.now(UTC)
     engine = make_engine(settings.database_url)
     antom = build_antom_client(settings)
     assert antom is not None
     created: list[str] = []
     try:
+        async with session_scope(engine) as session:
+            feed_key = await key_svc.create_key(session, name="Demo shop")
+        # Orders the shop sends before Antom's payments reach the desk wait for them.
+        await _send_orders(engine, feed_key, DEMO_PAYMENTS[::2])
         async with httpx.AsyncClient(base_url=sim_url, timeout=10) as sim:
             for spec in DEMO_PAYMENTS:
                 body = {
@@ -128,8 +175,7 @@ async def _seed(settings: Settings, sim_url: str) -> list[str]:
                     "amountMinor": spec.amount_minor,
                     "captured": spec.captured,
                     "paidAt": (now - timedelta(days=spec.days_ago)).isoformat(),
-                    "buyerName": spec.buyer,
-                    "buyerEmail": spec.email,
+                    "paymentRequestId": spec.payment_request_id,
                     "referenceOrderId": spec.order,
                 }
                 response = await sim.post("/sim/api/payments", json=body)
@@ -146,15 +192,11 @@ async def _seed(settings: Settings, sim_url: str) -> list[str]:
                 await user_svc.set_limit(
                     session, email=DEMO_USERS[0][0], currency=currency, max_minor=max_minor
                 )
-            payments: list[Payment] = []
-            for payment_id, spec in zip(created, DEMO_PAYMENTS, strict=True):
-                payment = await import_payment(session, antom, payment_id)
-                # Antom does not return buyer details; a merchant's order system would
-                # fill these in, and agents search by them.
-                payment.buyer_name, payment.buyer_email = spec.buyer, spec.email
-                payment.reference_order_id = spec.order
-                session.add(payment)
-                payments.append(payment)
+            payments: list[Payment] = [
+                await import_payment(session, antom, payment_id) for payment_id in created
+            ]
+        # The other orders arrive after their payments and are copied onto them at once.
+        await _send_orders(engine, feed_key, DEMO_PAYMENTS[1::2])
 
         # A little history, made through the same path an agent's click takes.
         agent = users["agent"]
@@ -187,7 +229,7 @@ async def _seed(settings: Settings, sim_url: str) -> list[str]:
     finally:
         await antom.aclose()
         await engine.dispose()
-    return created
+    return created, feed_key.secret
 
 
 @click.command("demo")
@@ -241,7 +283,7 @@ def demo(port: int, sim_port: int | None, host: str, data_dir: Path) -> None:
     click.echo(f"Starting the Antom simulator on {sim_url} …")
     sim, _ = _serve_in_thread(create_sim_app(sim_config), host, sim_port)
     click.echo("Seeding payments through the simulator and importing them into the desk…")
-    created = asyncio.run(_seed(settings, sim_url))
+    created, feed_key = asyncio.run(_seed(settings, sim_url))
 
     click.echo(f"Starting the desk on {desk_url} …")
     desk, desk_thread = _serve_in_thread(create_app(settings), host, port, log_level="info")
@@ -257,6 +299,9 @@ def demo(port: int, sim_port: int | None, host: str, data_dir: Path) -> None:
     click.echo("  Sign in as (password for all: " + DEMO_PASSWORD + ")")
     for email, _, role in DEMO_USERS:
         click.echo(f"    {role:6} {email}")
+    # Shown once, like the admin page shows a new key; only its hash is stored.
+    click.echo(f"  Order feed    POST {desk_url}/api/orders  (key of the “Demo shop”:)")
+    click.echo(f"    Authorization: Bearer {feed_key}")
     click.echo("  Ctrl-C stops both.")
     click.echo("")
     try:

@@ -18,6 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from web.antom.money import MoneyError, format_minor, parse_amount
 from web.db import make_engine, migrate, session_scope
 from web.models import Role
+from web.services import api_keys as key_svc
 from web.services import users as svc
 from web.settings import ConfigError, Settings
 
@@ -44,7 +45,7 @@ def _run(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
 
     try:
         return asyncio.run(main())
-    except svc.UserError as exc:
+    except (svc.UserError, key_svc.ApiKeyError) as exc:
         raise click.ClickException(str(exc)) from None
 
 
@@ -136,6 +137,60 @@ def users_deactivate(email: str) -> None:
     click.echo(_run(work))
 
 
+@click.group("api-keys")
+def api_keys() -> None:
+    """Keys for the merchant's systems to send orders (POST /api/orders)."""
+
+
+@api_keys.command("create")
+@click.option("--name", required=True, help='Who uses it, e.g. "Shop backend".')
+@click.option("--created-by", "created_by", help="Email of the admin making it (recorded).")
+def api_keys_create(name: str, created_by: str | None) -> None:
+    """Make a key for the order feed and print it, once: it is never shown again."""
+
+    async def work(session: AsyncSession) -> key_svc.NewKey:
+        admin = await svc.require_user(session, created_by) if created_by else None
+        return await key_svc.create_key(session, name=name, created_by=admin)
+
+    made = _run(work)
+    click.echo(f"Created API key {made.key.id} “{made.key.name}” ({made.key.scope}):")
+    click.echo(made.secret)
+    click.echo(
+        "Copy it now: only its fingerprint is stored, so it cannot be shown again.", err=True
+    )
+
+
+@api_keys.command("list")
+def api_keys_list() -> None:
+    """List keys: id, name, the key's first characters, scope, state, last use."""
+
+    async def work(session: AsyncSession) -> list[str]:
+        lines = []
+        for key in await key_svc.list_keys(session):
+            state = f"revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else "live"
+            used = f"{key.last_used_at:%Y-%m-%d %H:%M} UTC" if key.last_used_at else "never"
+            lines.append(
+                f"{key.id:>4}  {key.name:<28} {key.prefix}…  {key.scope:<13} {state:<18} "
+                f"last used: {used}"
+            )
+        return lines
+
+    lines = _run(work)
+    click.echo("\n".join(lines) if lines else "No API keys yet: refund-desk api-keys create ...")
+
+
+@api_keys.command("revoke")
+@click.argument("key_id", type=int)
+def api_keys_revoke(key_id: int) -> None:
+    """Revoke key KEY_ID (see ``list``): refused from the next request on."""
+
+    async def work(session: AsyncSession) -> str:
+        key = await key_svc.revoke_key(session, key_id)
+        return f"Revoked API key {key.id} “{key.name}” ({key.prefix}…)"
+
+    click.echo(_run(work))
+
+
 @click.command("migrate")
 def migrate_command() -> None:
     """Bring the database schema up to date (alembic upgrade head)."""
@@ -169,4 +224,4 @@ def serve(host: str) -> None:
     )
 
 
-COMMANDS = [users, migrate_command, serve]
+COMMANDS = [users, api_keys, migrate_command, serve]

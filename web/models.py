@@ -229,6 +229,38 @@ sa.Index(
     sa.func.lower(col(Payment.buyer_name)).label("buyer_name_lower"),
     postgresql_ops={"buyer_name_lower": "text_pattern_ops"},
 )
+# Fragment search ("chen" finds mei.chen@example.com, "10233" finds ORD-10233) is
+# ``lower(col) LIKE '%frag%'`` (web/services/listing.py), which no B-tree can answer. On
+# PostgreSQL a trigram GIN index per searched column answers it (pg_trgm, created by the
+# migration before these indexes). They exist on PostgreSQL only (``ddl_if`` here, and
+# web/migrations/env.py renders them under a dialect check): SQLite scans, which is fine
+# for a single-process desk.
+POSTGRES_EXTENSIONS = ("pg_trgm",)
+TRIGRAM_SEARCH_COLUMNS = (
+    "payment_id",
+    "payment_request_id",
+    "reference_order_id",
+    "buyer_email",
+    "buyer_name",
+)
+TRIGRAM_INDEXES = tuple(
+    sa.Index(
+        f"ix_payments_{name}_trgm",
+        sa.func.lower(col(getattr(Payment, name))).label(f"{name}_lower"),
+        postgresql_using="gin",
+        postgresql_ops={f"{name}_lower": "gin_trgm_ops"},
+    ).ddl_if(dialect="postgresql")
+    for name in TRIGRAM_SEARCH_COLUMNS
+)
+for _extension in POSTGRES_EXTENSIONS:
+    # ``metadata.create_all`` (benchmarks, scratch test schemas) needs the extension too.
+    sa.event.listen(
+        SQLModel.metadata,
+        "before_create",
+        sa.DDL(  # type: ignore[no-untyped-call]  # SQLAlchemy leaves DDL() unannotated
+            f"CREATE EXTENSION IF NOT EXISTS {_extension}"
+        ).execute_if(dialect="postgresql"),
+    )
 # "Paid between" filters seek on paid_at; the id makes the range scan ordered like a page.
 sa.Index("ix_payments_paid_id", col(Payment.paid_at), col(Payment.id))
 # Refunds sorted by amount page through this the way ix_refunds_created_id serves time.
@@ -350,6 +382,102 @@ class UserSession(SQLModel, table=True):
     revoked_at: datetime | None = ts(default=None)
     ip: str | None = Field(default=None, max_length=64)
     user_agent: str | None = Field(default=None, max_length=256)
+
+
+# ---------------------------------------------------------------- the order feed
+
+
+class ApiKeyScope(StrEnum):
+    """What an API key may do. A key carries exactly one scope."""
+
+    ORDERS_WRITE = "orders:write"  # POST /api/orders, nothing else
+
+
+class ApiKey(SQLModel, table=True):
+    """A key for the merchant's systems, created by an admin (web/services/api_keys.py).
+
+    Only the SHA-256 of the key is stored: the key is random (256 bits), so a fast hash
+    is enough, and a database leak gives no usable keys. ``prefix`` is the key's first
+    characters, shown to tell keys apart; the whole key is shown once, at creation.
+    """
+
+    __tablename__ = "api_keys"
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    name: str = Field(max_length=80)
+    prefix: str = Field(max_length=16)
+    key_hash: str = Field(max_length=64, unique=True)
+    scope: ApiKeyScope = Field(sa_type=sa.String(32))
+    created_by: int | None = Field(default=None, foreign_key="users.id", sa_type=BigId)
+    created_at: datetime = ts(default_factory=utcnow)
+    last_used_at: datetime | None = ts(default=None)
+    revoked_at: datetime | None = ts(default=None)
+    revoked_by: int | None = Field(default=None, foreign_key="users.id", sa_type=BigId)
+
+
+class Order(SQLModel, table=True):
+    """What the merchant's order system knows about a payment: buyer and order details.
+
+    Antom's notifications and inquiries carry neither, so the merchant sends them through
+    the order feed (``POST /api/orders`` or a CSV upload; web/services/orders.py). An
+    order is keyed by the paymentRequestId (the merchant's own id, known before the
+    payment exists) or the paymentId, and can arrive before or after its payment: the
+    searchable fields are copied onto the payment when both are known, whichever came
+    first (``web.services.orders.attach_waiting`` runs when a payment is created).
+    """
+
+    __tablename__ = "orders"
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    payment_request_id: str | None = Field(default=None, max_length=64, unique=True)
+    payment_id: str | None = Field(default=None, max_length=64, unique=True)
+    reference_order_id: str | None = Field(default=None, max_length=64)
+    buyer_name: str | None = Field(default=None, max_length=120)
+    buyer_email: str | None = Field(default=None, max_length=254)
+    buyer_phone: str | None = Field(default=None, max_length=32)
+    customer_id: str | None = Field(default=None, max_length=64)
+    total_minor: int | None = Field(default=None, sa_type=sa.BigInteger)
+    total_currency: str | None = Field(default=None, max_length=3)
+    items_summary: str | None = Field(default=None, max_length=500)
+    # The payment it was last joined to; None while the payment is not known yet.
+    payment_pk: int | None = Field(
+        default=None, foreign_key="payments.id", index=True, sa_type=BigId
+    )
+    joined_at: datetime | None = ts(default=None)
+    # "api" or "csv", and which key or person sent the latest version.
+    source: str = Field(max_length=8)
+    api_key_pk: int | None = Field(default=None, foreign_key="api_keys.id", sa_type=BigId)
+    uploaded_by: int | None = Field(default=None, foreign_key="users.id", sa_type=BigId)
+    created_at: datetime = ts(default_factory=utcnow)
+    updated_at: datetime = ts(default_factory=utcnow)
+
+
+class OrderImportStatus(StrEnum):
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class OrderImport(SQLModel, table=True):
+    """One CSV upload of orders: its progress while it runs, then its per-line report."""
+
+    __tablename__ = "order_imports"
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    filename: str = Field(max_length=200)
+    uploaded_by: int = Field(foreign_key="users.id", index=True, sa_type=BigId)
+    status: OrderImportStatus = Field(sa_type=sa.String(16))
+    total_lines: int = 0
+    processed_lines: int = 0
+    created_count: int = 0
+    updated_count: int = 0
+    unchanged_count: int = 0
+    rejected_count: int = 0
+    # [{"line": 7, "errors": [{"field": "buyer_email", "message": "..."}]}, ...], capped.
+    problems: list[dict[str, Any]] = Field(default_factory=list, sa_type=sa.JSON)
+    created_at: datetime = ts(default_factory=utcnow)
+    updated_at: datetime = ts(default_factory=utcnow)
+    finished_at: datetime | None = ts(default=None)
 
 
 # ---------------------------------------------------------------- sign-in throttling

@@ -12,8 +12,10 @@ from typing import Any
 
 from jinja2 import Environment, StrictUndefined
 from litestar.plugins.jinja import JinjaTemplateEngine
+from markupsafe import Markup, escape
 
 from web.antom.money import format_minor
+from web.services.listing import match_spans
 
 
 def money(minor: int | None, currency: str) -> str:
@@ -46,6 +48,22 @@ def age(value: datetime | None, now: datetime | None = None) -> str:
     return f"in {label}" if future else f"{label} ago"
 
 
+def highlight(value: str | None, q: str) -> Markup:
+    """``{{ p.buyer_email | highlight(filters.q) }}``: the value, escaped, with the parts
+    the search matched in ``<mark>`` (the same rule as the query, web/services/listing.py).
+    """
+    if not value:
+        return Markup("")
+    parts: list[str] = []
+    at = 0
+    for start, end in match_spans(value, q):
+        parts += [escape(value[at:start]), Markup("<mark>"), escape(value[start:end])]
+        parts.append(Markup("</mark>"))
+        at = end
+    parts.append(escape(value[at:]))
+    return Markup("").join(parts)
+
+
 def flashes(context: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Pop flash messages (set with ``litestar.plugins.flash.flash``), if a session exists."""
     session = context["request"].scope.get("session")
@@ -64,5 +82,6 @@ def configure_jinja(engine: JinjaTemplateEngine) -> None:
     env.globals["money"] = money
     env.filters["utc"] = utc
     env.filters["age"] = age
+    env.filters["highlight"] = highlight
     env.globals["now"] = lambda: datetime.now(UTC)
     engine.register_template_callable("get_flashes", flashes)

@@ -124,10 +124,17 @@ async def test_a_malformed_or_foreign_cursor_falls_back_to_the_first_page(
         ("ada.lovelace@", ["alpha"]),  # typing an email: prefix
         ("ada.l", ["alpha"]),  # email prefix
         ("grace", ["beta"]),  # name prefix, case-insensitive
-        ("hopper", []),  # no substring search (it could not use an index)
-        ("2026PAY", []),  # ids match whole, not by prefix
+        ("hopper", ["beta"]),  # any fragment of a name (three characters or more)
+        ("LOVELACE@EX", ["alpha"]),  # the middle of an email, any case
+        ("pay-al", ["alpha"]),  # the middle of a paymentId
+        ("DER-4", ["alpha"]),  # the middle of an order reference
+        ("q-be", ["beta"]),  # the middle of a paymentRequestId
+        ("2026PAY", ["beta", "alpha"]),  # a fragment several payments share
+        ("gr", ["beta"]),  # one or two characters: from the start only
+        ("ra", []),
         ("%", []),  # LIKE wildcards are taken literally
         ("_race", []),
+        ("a%e", []),
     ],
 )
 async def test_search_box(session: AsyncSession, q: str, expected: list[str]) -> None:
@@ -142,6 +149,7 @@ async def test_search_box(session: AsyncSession, q: str, expected: list[str]) ->
         session,
         payment_id="2026PAY-BETA",
         payment_request_id="REQ-BETA",
+        reference_order_id="ORDER-B",  # a fixed one: ORDER-42 is a fragment of ORDER-420
         buyer_email="gh@navy.mil",
         buyer_name="Grace Hopper",
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from litestar.types import ControllerRouterHandler
 
-from web.routes import health, live, payments, refunds, session, webhooks
+from web.routes import admin, api, health, live, orders, payments, refunds, session, webhooks
 
 ROUTE_HANDLERS: list[ControllerRouterHandler] = [
     *session.ROUTES,
@@ -13,4 +13,7 @@ ROUTE_HANDLERS: list[ControllerRouterHandler] = [
     *refunds.ROUTES,
     webhooks.antom_webhook,
     *live.ROUTES,
+    *api.ROUTES,
+    *orders.ROUTES,
+    *admin.ROUTES,
 ]

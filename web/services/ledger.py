@@ -47,6 +47,7 @@ from web.rules.outcomes import (
     decide,
 )
 from web.rules.refunds import EXTERNAL_REASON
+from web.services import orders
 from web.services.alerts import raise_alert
 
 SUMMARY_MAX = 256  # RefundEvent.summary
@@ -405,11 +406,13 @@ def typed(refund: Refund) -> Refund:
 
 
 async def create_payment(session: AsyncSession, payment: Payment) -> Payment:
-    """Store a payment the desk has just learnt of (webhook or inquiry)."""
+    """Store a payment the desk has just learnt of (webhook or inquiry), with the buyer
+    and order details the merchant's order feed sent before it arrived, if any."""
     if payment.captured_minor > payment.amount_minor:
         payment.captured_minor = payment.amount_minor
     session.add(payment)
     await session.flush()
+    await orders.attach_waiting(session, payment)
     return payment
 
 

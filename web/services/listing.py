@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
@@ -28,7 +29,15 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
 from web.antom.money import ANTOM_EXPONENTS
-from web.models import Alert, Payment, Refund, RefundEvent, RefundStatus, User
+from web.models import (
+    TRIGRAM_SEARCH_COLUMNS,
+    Alert,
+    Payment,
+    Refund,
+    RefundEvent,
+    RefundStatus,
+    User,
+)
 from web.rules.refunds import METHOD_PROFILES
 
 PAGE_SIZE = 25
@@ -297,32 +306,66 @@ class PaymentFilters:
         return {k: v for k, v in params.items() if v}
 
 
-def _lower_prefix(column: Any, text: str) -> ColumnElement[bool]:
-    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return sa.func.lower(column).like(escaped + "%", escape="\\")
+# Shorter fragments have no trigram for an index to look up (pg_trgm needs three
+# characters), so they would read every payment; below this they match from the start.
+MIN_FRAGMENT = 3
+# Searched by fragment; on PostgreSQL each has a trigram GIN index on lower(column)
+# (web/models.py TRIGRAM_INDEXES).
+SEARCH_COLUMNS = TRIGRAM_SEARCH_COLUMNS
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _lower_like(column: Any, pattern: str) -> ColumnElement[bool]:
+    return sa.func.lower(column).like(pattern, escape="\\")
+
+
+def search_text(q: str) -> str:
+    """The search box's value as it is matched: trimmed, inner spaces kept."""
+    return q.strip()
 
 
 def payment_search_clause(q: str) -> ColumnElement[bool] | None:
-    """What the single search box matches.
+    """What the single search box matches (the rules are in README, "Payments").
 
-    IDs and the order reference match exactly: agents paste them whole, and equality is
-    one B-tree probe on their indexes. Email and name match by case-insensitive *prefix*
-    (so a whole email matches too): ``lower(col) LIKE 'ab%'`` is answered by the
-    ``text_pattern_ops`` expression indexes on PostgreSQL, whereas a substring search
-    (``'%ab%'``) cannot use any B-tree and would scan every payment.
+    From three characters on, any *fragment*, in any case, of the paymentId,
+    paymentRequestId, order reference, buyer email or buyer name: ``chen`` finds
+    ``mei.chen@example.com``, ``10233`` finds ``ORD-10233``. ``lower(col) LIKE '%chen%'``
+    is answered on PostgreSQL by the trigram GIN indexes on ``lower(col)`` (one bitmap
+    scan per column, OR-ed), so it stays fast at a million payments; SQLite scans.
+
+    One or two characters have no trigram to look up, so they match what B-trees can
+    answer: an id or order reference exactly, an email or name from its start
+    (``lower(col) LIKE 'ab%'`` on the ``text_pattern_ops`` indexes).
     """
-    text = q.strip()
+    text = search_text(q)
     if not text:
         return None
-    clauses: list[ColumnElement[bool]] = [
+    needle = _like_escape(text.lower())
+    if len(text) >= MIN_FRAGMENT:
+        return sa.or_(
+            *(_lower_like(getattr(Payment, name), f"%{needle}%") for name in SEARCH_COLUMNS)
+        )
+    return sa.or_(
         col(Payment.payment_id) == text,
         col(Payment.payment_request_id) == text,
         col(Payment.reference_order_id) == text,
-    ]
-    clauses.append(_lower_prefix(col(Payment.buyer_email), text))
-    if "@" not in text:
-        clauses.append(_lower_prefix(col(Payment.buyer_name), text))
-    return sa.or_(*clauses)
+        _lower_like(col(Payment.buyer_email), needle + "%"),
+        _lower_like(col(Payment.buyer_name), needle + "%"),
+    )
+
+
+def match_spans(value: str | None, q: str) -> list[tuple[int, int]]:
+    """Where ``payment_search_clause(q)`` matched inside ``value``: (start, end) pairs,
+    for highlighting. Every occurrence of a fragment; a short query's prefix only."""
+    text = search_text(q)
+    if not value or not text:
+        return []
+    if len(text) < MIN_FRAGMENT:
+        return [(0, len(text))] if value[: len(text)].lower() == text.lower() else []
+    return [m.span() for m in re.finditer(re.escape(text), value, flags=re.IGNORECASE)]
 
 
 def _has_refund() -> ColumnElement[bool]:
