@@ -2,15 +2,16 @@
 
 Plain script, not collected by pytest:
 
-    uv run python tests/bench/poller.py                    # smoke: 200 refunds, 50 req/s
-    uv run python tests/bench/poller.py -n 10000 -r 100    # the real run
+    uv run python tests/bench/poller.py                         # smoke: 200 refunds, 50 req/s
+    uv run python tests/bench/poller.py -n 10000 -r 100 --runs 3  # the real run
     DATABASE_URL=postgresql://... uv run python tests/bench/poller.py -p 2
 
 Every refund exists at the simulator (already settled there) and is PROCESSING at the
-desk, so each needs exactly one successful inquiry. The simulator then starts refusing
-more than ``-r`` requests a second (REQUEST_TRAFFIC_EXCEED_LIMIT), and ``-p`` pollers
-(sharing the database through leases) run until every refund is settled. Reported:
-refunds settled per second as a fraction of the allowed rate, and rate-limit hits.
+desk, so each needs exactly one successful inquiry. The simulator, in its own process,
+then refuses more than ``-r`` requests a second (REQUEST_TRAFFIC_EXCEED_LIMIT), and
+``-p`` pollers (sharing the database through leases) run until every refund is settled.
+Reported per run and as median (min … max): refunds settled per second as a fraction of
+the allowed rate, and rate-limit hits.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 import sqlalchemy as sa  # noqa: E402
 from sqlmodel import col, select  # noqa: E402
 
-from tests.support.simulator import running_simulator  # noqa: E402
+from tests.bench.harness import simulator_process, spread  # noqa: E402
 from web.antom.client import AntomClient  # noqa: E402
 from web.antom.keys import load_private_key, load_public_key  # noqa: E402
 from web.antom.messages import RefundRequest  # noqa: E402
@@ -56,14 +57,14 @@ async def unsettled(engine: sa.ext.asyncio.AsyncEngine) -> int:
         )
 
 
-async def main(n: int, rate: float, pollers: int, max_rate: float) -> int:
+async def one_run(n: int, rate: float, pollers: int, max_rate: float) -> tuple[float, int]:
     with tempfile.TemporaryDirectory() as tmp:
         url = normalise_database_url(
             os.environ.get("DATABASE_URL") or f"sqlite:///{tmp}/bench.sqlite3", Path(tmp)
         )
         await asyncio.to_thread(migrate, url)
         engine = make_engine(url)
-        with running_simulator(Path(tmp) / "sim") as sim:
+        with simulator_process(Path(tmp) / "sim", ANTOM_SIM_TIME_SCALE="0.001") as sim:
             antom = AntomClient(
                 gateway_url=sim.base_url,
                 client_id=sim.client_id,
@@ -147,6 +148,13 @@ async def main(n: int, rate: float, pollers: int, max_rate: float) -> int:
     )
     print(f"inquiries       {checks} ({hits} refused as rate limited)")
     print(f"final rates     {', '.join(f'{p.limiter.rate:.1f}/s' for p in instances)}")
+    return throughput / rate, hits
+
+
+async def main(n: int, rate: float, pollers: int, max_rate: float, runs: int) -> int:
+    results = [await one_run(n, rate, pollers, max_rate) for _ in range(runs)]
+    print(f"fraction of the allowed rate, {runs} run(s): {spread([r[0] for r in results])}")
+    print(f"rate-limit refusals:                       {spread([r[1] for r in results])}")
     return 0
 
 
@@ -158,5 +166,6 @@ if __name__ == "__main__":
     parser.add_argument(
         "--max-rate", type=float, default=200.0, help="each poller's starting rate (default 200)"
     )
+    parser.add_argument("--runs", type=int, default=1, help="repetitions (default 1)")
     args = parser.parse_args()
-    sys.exit(asyncio.run(main(args.n, args.r, args.p, args.max_rate)))
+    sys.exit(asyncio.run(main(args.n, args.r, args.p, args.max_rate, args.runs)))

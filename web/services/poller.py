@@ -115,6 +115,7 @@ class Poller:
         self.rate_limit_hits = 0
         self.checks = 0
         self._gauges_at = 0.0
+        self._slots = asyncio.Semaphore(self.config.concurrency)
 
     # ------------------------------------------------------------ leases
 
@@ -194,45 +195,68 @@ class Poller:
             if RefundStatus(refund.status).final:
                 return CheckResult(refund_pk, "final", message="This refund is already settled")
             return CheckResult(refund_pk, "busy", message="Another check is running right now")
-        results = await self._check_all(
-            claimed, ledger.Cause(EventSource.POLLER, request_id or new_pass_id())
-        )
-        return results[0]
+        # Not queued behind the background checks: an agent is waiting for this one.
+        cause = ledger.Cause(EventSource.POLLER, request_id or new_pass_id())
+        return await self._guarded(claimed[0], cause, queue=False)
 
     async def run_forever(self, stop: asyncio.Event) -> None:
-        """Reconcile once, then poll until ``stop`` is set; errors never end the loop."""
+        """Reconcile once, then poll until ``stop`` is set; errors never end the loop.
+
+        Pipelined: new work is claimed as soon as there is room for it, so the rate Antom
+        allows is kept busy instead of idling while the slowest check of a batch ends.
+        """
         self.running = True
         self.started_at = utcnow()
         try:
             await self.reconcile()
         except Exception:
             log.exception("poller %s: start-up reconciliation failed", self.owner)
+        in_flight: set[asyncio.Task[CheckResult]] = set()
+        passed_at = time.monotonic()
         while not stop.is_set():
-            worked = 0
-            try:
-                stats = await self.run_once()
-                worked = stats.claimed
-            except Exception:
-                log.exception("poller %s: pass failed", self.owner)
-            if not worked:
+            room = self.config.batch - len(in_flight)
+            claimed: list[int] = []
+            # Claim in chunks (not one by one) and before the pool runs dry.
+            if room >= min(self.config.concurrency, self.config.batch) or not in_flight:
+                try:
+                    claimed = await self.claim(utcnow(), limit=room)
+                except Exception:
+                    log.exception("poller %s: claiming failed", self.owner)
+                cause = ledger.Cause(EventSource.POLLER, new_pass_id())
+                in_flight |= {asyncio.create_task(self._guarded(pk, cause)) for pk in claimed}
+            if not in_flight or time.monotonic() - passed_at >= self.config.idle_s:
+                passed_at = time.monotonic()
+                try:
+                    await self._after_pass()
+                except Exception:
+                    log.exception("poller %s: heartbeat failed", self.owner)
+            if in_flight:
+                _, in_flight = await asyncio.wait(
+                    in_flight, timeout=self.config.idle_s, return_when=asyncio.FIRST_COMPLETED
+                )
+            else:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=self.config.idle_s)
+        if in_flight:
+            await asyncio.wait(in_flight)
         self.running = False
         await self.release_all()
 
     async def _check_all(self, refund_pks: list[int], cause: ledger.Cause) -> list[CheckResult]:
-        semaphore = asyncio.Semaphore(self.config.concurrency)
+        return list(await asyncio.gather(*(self._guarded(pk, cause) for pk in refund_pks)))
 
-        async def one(pk: int) -> CheckResult:
-            async with semaphore:
-                try:
-                    return await self._check(pk, cause)
-                except Exception as exc:
-                    # One bad refund must not block the others; its lease simply expires.
-                    log.exception("poller %s: checking refund %s failed", self.owner, pk)
-                    return CheckResult(pk, "error", message=type(exc).__name__)
-
-        return list(await asyncio.gather(*(one(pk) for pk in refund_pks)))
+    async def _guarded(
+        self, refund_pk: int, cause: ledger.Cause, *, queue: bool = True
+    ) -> CheckResult:
+        """One check, under this poller's concurrency limit when ``queue``; errors stay
+        with the refund."""
+        async with self._slots if queue else contextlib.nullcontext():
+            try:
+                return await self._check(refund_pk, cause)
+            except Exception as exc:
+                # One bad refund must not block the others; its lease simply expires.
+                log.exception("poller %s: checking refund %s failed", self.owner, refund_pk)
+                return CheckResult(refund_pk, "error", message=type(exc).__name__)
 
     async def _after_pass(self) -> None:
         now = utcnow()
