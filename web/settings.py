@@ -205,6 +205,73 @@ _SWITCH = {"on": True, "1": True, "yes": True, "true": True}
 _SWITCH |= {"off": False, "0": False, "no": False, "false": False}
 
 
+ROLES = ("agent", "lead", "admin")  # web.models.Role, which this module may not import
+
+
+@dataclass(frozen=True, slots=True)
+class OIDCConfig:
+    """Single sign-on with an OpenID Connect provider (``OIDC_*``); off when empty.
+
+    ``role_map`` maps a value of the ID token's ``group_claim`` to a desk role, e.g.
+    ``OIDC_ROLE_MAP="desk-agents=agent,desk-leads=lead,it-admins=admin"``.
+    """
+
+    discovery_url: str = ""
+    client_id: str = ""
+    client_secret: str = field(default="", repr=False)
+    group_claim: str = "groups"
+    role_map: tuple[tuple[str, str], ...] = ()
+    # The sign-in page's button: "Sign in with <label>".
+    label: str = "single sign-on"
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.discovery_url)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], problems: list[str]) -> OIDCConfig:
+        pairs: list[tuple[str, str]] = []
+        for item in env.get("OIDC_ROLE_MAP", "").split(","):
+            if not item.strip():
+                continue
+            group, sep, role = item.rpartition("=")
+            if not sep or not group.strip() or role.strip().lower() not in ROLES:
+                problems.append(
+                    f"OIDC_ROLE_MAP entries look like group=role (role one of "
+                    f"{', '.join(ROLES)}), got {item.strip()[:80]!r}"
+                )
+                continue
+            pairs.append((group.strip(), role.strip().lower()))
+        url = env.get("OIDC_DISCOVERY_URL", "").strip()
+        if url and not url.endswith("/.well-known/openid-configuration"):
+            # An issuer was given: its discovery document lives at a fixed place.
+            url = url.rstrip("/") + "/.well-known/openid-configuration"
+        return cls(
+            discovery_url=url,
+            client_id=env.get("OIDC_CLIENT_ID", "").strip(),
+            client_secret=env.get("OIDC_CLIENT_SECRET", "").strip(),
+            group_claim=env.get("OIDC_GROUP_CLAIM", "").strip() or "groups",
+            role_map=tuple(pairs),
+            label=env.get("OIDC_LABEL", "").strip() or "single sign-on",
+        )
+
+    def problems(self, *, production: bool) -> list[str]:
+        given = {
+            "OIDC_DISCOVERY_URL": self.discovery_url,
+            "OIDC_CLIENT_ID": self.client_id,
+            "OIDC_CLIENT_SECRET": self.client_secret,
+            "OIDC_ROLE_MAP": "x" if self.role_map else "",
+        }
+        if not any(given.values()):
+            return []
+        problems = [f"{name} is not set (single sign-on)" for name, v in given.items() if not v]
+        if self.discovery_url and not re.match(r"^https?://[^/\s]+", self.discovery_url):
+            problems.append("OIDC_DISCOVERY_URL must be an http(s):// address")
+        elif production and self.discovery_url and not self.discovery_url.startswith("https://"):
+            problems.append("OIDC_DISCOVERY_URL must be an https:// address in production")
+        return problems
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = field(repr=False)
@@ -229,6 +296,8 @@ class Settings:
     # Whether each web process runs an inquiry poller (off when a ``worker`` runs it).
     poller_enabled: bool = True
     poller: PollerConfig = field(default_factory=PollerConfig)
+    # Optional single sign-on (web/services/sso.py); on when OIDC_DISCOVERY_URL is set.
+    oidc: OIDCConfig = field(default_factory=OIDCConfig)
     # Problems found while parsing the environment, reported together by validate().
     parse_problems: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
@@ -303,6 +372,7 @@ class Settings:
             forwarded_allow_ips=env.get("FORWARDED_ALLOW_IPS", "").strip() or "*",
             poller_enabled=_SWITCH.get(switch, True),
             poller=poller,
+            oidc=OIDCConfig.from_env(env, problems),
             parse_problems=tuple(problems),
         )
 
@@ -368,6 +438,7 @@ class Settings:
                 "the Antom call it covers"
             )
         problems.extend(self._antom_problems(required=prod))
+        problems.extend(self.oidc.problems(production=prod))
         return problems
 
     def _antom_problems(self, *, required: bool) -> list[str]:

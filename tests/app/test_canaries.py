@@ -36,7 +36,9 @@ from web.antom.keys import (
 )
 from web.app import create_app
 from web.cli import main as cli_main
-from web.settings import ConfigError, Settings, redact_url
+from web.db import session_scope
+from web.services import api_keys
+from web.settings import ConfigError, OIDCConfig, Settings, redact_url
 
 _KEY = generate_private_key()
 CANARY_PRIVATE_PEM = private_key_pem(_KEY)
@@ -45,6 +47,7 @@ CANARY_SECRET_KEY = "canarySK" + secrets.token_urlsafe(32)
 CANARY_DB_PASSWORD = "canaryDB" + secrets.token_hex(12)
 CANARY_USER_PASSWORD = "canaryPW " + secrets.token_hex(8)
 CANARY_WRONG_PASSWORD = "canaryWRONG" + secrets.token_hex(8)
+CANARY_OIDC_SECRET = "canaryOIDC" + secrets.token_hex(12)
 
 
 def _key_fragments(pem: str) -> list[str]:
@@ -58,7 +61,8 @@ CANARIES = {
     "ANTOM_MERCHANT_PRIVATE_KEY": _key_fragments(CANARY_PRIVATE_PEM),
     "database password": [CANARY_DB_PASSWORD],
     "user password": [CANARY_USER_PASSWORD, CANARY_WRONG_PASSWORD],
-}
+    "OIDC_CLIENT_SECRET": [CANARY_OIDC_SECRET],
+}  # plus "API key", made by the test below
 
 
 def leaks(text: str) -> list[str]:
@@ -107,7 +111,16 @@ def settings(make_settings: Callable[..., Settings], db_url: str, simulator: Sim
     if db_url.startswith("postgresql"):
         database_url = _with_password(db_url, CANARY_DB_PASSWORD)
     settings = make_settings(
-        simulator=simulator, database_url=database_url, secret_key=CANARY_SECRET_KEY
+        simulator=simulator,
+        database_url=database_url,
+        secret_key=CANARY_SECRET_KEY,
+        # Single sign-on configured, its provider down: the error must not show the secret.
+        oidc=OIDCConfig(
+            discovery_url="http://127.0.0.1:9/.well-known/openid-configuration",
+            client_id="refund-desk",
+            client_secret=CANARY_OIDC_SECRET,
+            role_map=(("desk-agents", "agent"),),
+        ),
     )
     assert settings.antom_merchant_private_key == CANARY_PRIVATE_PEM
     return settings
@@ -236,6 +249,33 @@ async def test_no_secret_in_any_output(
     await desk.post(f"{found.headers['location']}/refunds", data={"amount": "lots"})
     down = await desk.get("/t/database-down")
     assert down.status_code == 500
+    sso_down = await (await browser()).get("/login/sso")
+    assert sso_down.status_code == 502
+    await desk.get("/login/sso/callback?code=x&state=y")
+
+    # The order feed: a real API key, used well and badly, and the admin's key list.
+    async with session_scope(engine) as db:
+        made = await api_keys.create_key(db, name="Shop backend")
+    CANARIES["API key"] = [made.secret]
+    shop = await browser()
+    order = {
+        "paymentRequestId": "PR-1",
+        "referenceOrderId": "ORD-1",
+        "orderTotal": "1.00",
+        "currency": "USD",
+    }
+    accepted = await shop.post(
+        "/api/orders", json=order, headers={"authorization": f"Bearer {made.secret}"}
+    )
+    assert accepted.status_code < 300, accepted.text
+    await shop.post("/api/orders", json=order, headers={"authorization": f"Bearer {made.secret}x"})
+    await shop.post(
+        "/api/orders", json={"bad": 1}, headers={"authorization": f"Bearer {made.secret}"}
+    )
+    admin = await make_user(role="admin", password=CANARY_USER_PASSWORD)
+    keeper = await browser()
+    await login(keeper, admin, CANARY_USER_PASSWORD)
+    assert (await keeper.get("/admin/api-keys")).status_code == 200
 
     # Webhook refusals: unsigned, badly signed, too large, not JSON.
     anyone = await browser()
@@ -278,6 +318,8 @@ def _production_env(**overrides: str) -> dict[str, str]:
         "ANTOM_CLIENT_ID": "SANDBOX_5YEXAMPLE",
         "ANTOM_MERCHANT_PRIVATE_KEY": CANARY_PRIVATE_PEM,
         "ANTOM_PUBLIC_KEY": CANARY_PUBLIC_PEM,
+        "OIDC_DISCOVERY_URL": "http://login.corp.test",  # wrong on purpose: not https
+        "OIDC_CLIENT_SECRET": CANARY_OIDC_SECRET,
     }
     env.update(overrides)
     return env

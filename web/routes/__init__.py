@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from litestar.types import ControllerRouterHandler
 
-from web.routes import admin, api, health, live, orders, payments, refunds, session, webhooks
+from web.routes import admin, api, health, live, orders, payments, refunds, session, sso, webhooks
 
 ROUTE_HANDLERS: list[ControllerRouterHandler] = [
     *session.ROUTES,
+    *sso.ROUTES,
     health.healthz,
     *payments.ROUTES,
     *refunds.ROUTES,

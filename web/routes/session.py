@@ -19,6 +19,7 @@ from web.htmx import LOGIN_PATH, is_htmx, safe_next
 from web.models import User
 from web.services import throttle
 from web.services.users import authenticate, limits_for, revoke_sessions
+from web.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +34,22 @@ class LoginForm:
     next: str = ""
 
 
-def _login_page(
-    *, email: str = "", next_path: str = "", error: str | None = None, status_code: int = 200
+def login_page_template(
+    settings: Settings,
+    *,
+    email: str = "",
+    next_path: str = "",
+    error: str | None = None,
+    status_code: int = 200,
 ) -> Template:
     return Template(
         template_name="session/login.html",
-        context={"email": email, "next": next_path, "error": error},
+        context={
+            "email": email,
+            "next": next_path,
+            "error": error,
+            "sso_label": settings.oidc.label if settings.oidc.enabled else None,
+        },
         status_code=status_code,
     )
 
@@ -54,9 +65,10 @@ def _echo(email: str) -> str:
 
 @get(LOGIN_PATH, name="session:login", exclude_from_auth=True)
 async def login_page(
+    settings: NamedDependency[Settings],
     next_path: Annotated[str, QueryParameter(name="next")] = "",
 ) -> Template:
-    return _login_page(next_path=safe_next(next_path) if next_path else "")
+    return login_page_template(settings, next_path=safe_next(next_path) if next_path else "")
 
 
 @post(LOGIN_PATH, name="session:login-submit", exclude_from_auth=True)
@@ -64,10 +76,12 @@ async def login_submit(
     request: Request[Any, Any, Any],
     data: URLEncodedBody[LoginForm],
     db_session: NamedDependency[AsyncSession],
+    settings: NamedDependency[Settings],
 ) -> Template | Redirect:
     email = data.email.strip()
     if not email or not data.password:
-        return _login_page(
+        return login_page_template(
+            settings,
             email=email,
             next_path=data.next,
             error="Enter your email and password.",
@@ -80,13 +94,23 @@ async def login_submit(
     if refused is not None:
         # Checked before the password, so a locked account gives away nothing more.
         log.warning("sign-in refused: too many failures (%s, address %s)", refused.scope, ip)
-        return _login_page(email=email, next_path=data.next, error=refused.message, status_code=429)
+        return login_page_template(
+            settings,
+            email=_echo(email),
+            next_path=data.next,
+            error=refused.message,
+            status_code=429,
+        )
     user = await authenticate(db_session, email, data.password)
     if user is None:
         await throttle.record_failure(db_session, email, ip)
         log.info("sign-in failed (address %s)", ip)
-        return _login_page(
-            email=_echo(email), next_path=data.next, error=WRONG_CREDENTIALS, status_code=400
+        return login_page_template(
+            settings,
+            email=_echo(email),
+            next_path=data.next,
+            error=WRONG_CREDENTIALS,
+            status_code=400,
         )
     await throttle.record_success(db_session, email)
     await sign_in(request, db_session, user)
