@@ -9,8 +9,11 @@ trusts from 127.0.0.1 exactly as production trusts it from the router.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,8 +21,13 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 
-from tests.support.fixtures_app import DEFAULT_PASSWORD, ServerThread, csrf_token_from
-from tests.support.net import bound_socket
+from tests.support.fixtures_app import (
+    DEFAULT_PASSWORD,
+    ServerThread,
+    csrf_token_from,
+    only_postgres,
+)
+from tests.support.net import bound_socket, free_port, serving_process
 from web.app import create_app
 from web.db import session_scope
 from web.models import SignInFailure, utcnow
@@ -47,6 +55,27 @@ def second_instance(settings: Settings) -> Iterator[str]:
     finally:
         server.stop()
         sock.close()
+
+
+@pytest.fixture
+def other_process(settings: Settings, tmp_path: Path) -> Iterator[str]:
+    """A desk in its own OS process, started as the Procfile's web line starts one."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTOM_", "REFUND_DESK_"))}
+    env |= {
+        "APP_ENV": "test",
+        "DATABASE_URL": settings.database_url,
+        "SECRET_KEY": settings.secret_key,
+        "PUBLIC_BASE_URL": base,
+        "REFUND_DESK_POLLER": "off",
+        "REFUND_DESK_DATA_DIR": str(tmp_path / "other"),
+    }
+    command = [sys.executable, "-m", "uvicorn", "web.asgi:app", "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--proxy-headers", "--forwarded-allow-ips", "127.0.0.1"]
+    command += ["--no-access-log", "--timeout-graceful-shutdown", "2"]
+    with serving_process(command, env, f"{base}/healthz"):
+        yield base
 
 
 async def _attempt(
@@ -85,6 +114,25 @@ async def test_failures_split_across_instances_add_up(
             assert answer.status_code == 400
         assert (await _attempt(on_b, user.email, DEFAULT_PASSWORD)).status_code == 429
     assert (await _attempt(on_a, user.email, DEFAULT_PASSWORD)).status_code == 429
+
+
+@only_postgres  # several processes need PostgreSQL (the desk refuses SQLite for them)
+async def test_two_os_processes_share_the_account_and_address_counts(
+    new_client: NewClient, make_user, other_process: str
+) -> None:
+    user = await make_user()
+    here = await new_client()
+    async with httpx.AsyncClient(base_url=other_process, timeout=30.0) as there:
+        for _ in range(throttle.ACCOUNT_POLICY.max_failures):
+            assert (await _attempt(there, user.email, "wrong guess 123")).status_code == 400
+        assert (await _attempt(here, user.email, DEFAULT_PASSWORD)).status_code == 429
+        attacker = "203.0.113.50"
+        for n in range(throttle.ADDRESS_POLICY.max_failures):
+            client = here if n % 2 else there
+            await _attempt(client, f"spray{n}@desk.test", "Summer2026!!!", attacker)
+        other = await make_user()
+        refused = await _attempt(there, other.email, DEFAULT_PASSWORD, attacker)
+        assert refused.status_code == 429 and ADDRESS_LOCKED in refused.text
 
 
 async def test_an_unknown_email_locks_with_the_same_message(
