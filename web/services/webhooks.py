@@ -181,6 +181,17 @@ async def ingest(
     except NotificationError as exc:
         return await _keep_unusable(engine, body, str(exc), client_id, request_time, request_id)
 
+    row = _inbox_row(notification, body, client_id, request_time, request_id)
+    once = await _store_and_apply(engine, row, notification, request_id=request_id)
+    if once is not None:
+        event_id, applied_once = once
+        result = IngestResult(200, True, outcome=applied_once.outcome, event_id=event_id)
+        result.refund_pks, result.payment_pks = applied_once.refund_pks, applied_once.payment_pks
+        _log_accepted(notification, result, request_id)
+        return result
+
+    # A re-delivery (the dedupe key exists), or a race with a twin delivery: store and
+    # apply in two steps, each of which tolerates the other having happened already.
     event_id, fresh = await _store(engine, notification, body, client_id, request_time, request_id)
     result = IngestResult(status_code=200, accepted=True, event_id=event_id)
     try:
@@ -197,15 +208,59 @@ async def ingest(
     else:
         result.outcome = applied.outcome
         result.refund_pks, result.payment_pks = applied.refund_pks, applied.payment_pks
+    _log_accepted(notification, result, request_id)
+    return result
+
+
+def _log_accepted(n: Notification, result: IngestResult, request_id: str | None) -> None:
     log.info(
         "webhook accepted type=%s key=%s outcome=%s event=%s request_id=%s",
-        notification.notify_type,
-        notification.dedupe_key,
+        n.notify_type,
+        n.dedupe_key,
         result.outcome,
-        event_id,
+        result.event_id,
         request_id,
     )
-    return result
+
+
+def _inbox_row(
+    n: Notification, body: bytes, client_id: str, request_time: str, request_id: str | None
+) -> WebhookEvent:
+    return WebhookEvent(
+        dedupe_key=n.dedupe_key,
+        notify_type=n.notify_type[:40],
+        refund_request_id=n.refund_request_id,
+        refund_id=n.refund_id,
+        payment_id=n.payment_id,
+        status=n.status[:32] if n.status else None,
+        body=body.decode("utf-8", errors="replace"),
+        client_id=client_id[:128],
+        request_time=request_time[:64],
+        request_id=request_id,
+    )
+
+
+async def _store_and_apply(
+    engine: AsyncEngine, row: WebhookEvent, n: Notification, *, request_id: str | None
+) -> tuple[int, Applied] | None:
+    """The common case in one transaction: a new fact is stored and applied together, so
+    it is durable exactly when its effects are. None when the transaction could not
+    commit as a whole (a re-delivery's dedupe key, a twin delivery's row, a failure while
+    applying): nothing of it stayed, and the two-step path takes over."""
+    try:
+        async with session_scope(engine) as session:
+            row.processed_at = utcnow()
+            session.add(row)
+            await session.flush()
+            assert row.id is not None
+            applied = await apply_notification(session, n, event_id=row.id, request_id=request_id)
+            row.outcome = applied.outcome
+            return row.id, applied
+    except IntegrityError:
+        return None
+    except Exception:
+        log.exception("webhook key=%s: applying failed; storing it first", n.dedupe_key)
+        return None
 
 
 async def _keep_unusable(
@@ -253,18 +308,7 @@ async def _store(
     """Insert the inbox row in its own transaction; (id, False) if it was already there."""
     try:
         async with session_scope(engine) as session:
-            event = WebhookEvent(
-                dedupe_key=n.dedupe_key,
-                notify_type=n.notify_type[:40],
-                refund_request_id=n.refund_request_id,
-                refund_id=n.refund_id,
-                payment_id=n.payment_id,
-                status=n.status[:32] if n.status else None,
-                body=body.decode("utf-8", errors="replace"),
-                client_id=client_id[:128],
-                request_time=request_time[:64],
-                request_id=request_id,
-            )
+            event = _inbox_row(n, body, client_id, request_time, request_id)
             session.add(event)
             await session.flush()
             assert event.id is not None
