@@ -103,6 +103,22 @@ async def test_wrong_password_and_unknown_email_get_the_same_message(
     assert (await client.get("/account")).status_code == 303
 
 
+async def test_a_password_typed_into_the_email_field_is_not_sent_back(
+    client: httpx.AsyncClient,
+) -> None:
+    token = csrf_token_from((await client.get("/login")).text)
+    typo = await client.post(
+        "/login",
+        data={"_csrf_token": token, "email": "my secret pass 42", "password": "x" * 12},
+    )
+    assert typo.status_code == 400
+    assert "my secret pass 42" not in typo.text
+    kept = await client.post(
+        "/login", data={"_csrf_token": token, "email": "ada@desk.test", "password": "x" * 12}
+    )
+    assert 'value="ada@desk.test"' in kept.text  # a real email is kept, to fix the password
+
+
 async def test_deactivated_user_cannot_sign_in(client: httpx.AsyncClient, make_user) -> None:
     user = await make_user(active=False)
     token = csrf_token_from((await client.get("/login")).text)
