@@ -1,4 +1,4 @@
-""""Find a payment in Antom" on a payment the desk already knows refreshes it from Antom
+"""Finding a payment in Antom that the desk already knows refreshes it from Antom
 (issue 7, defect 3: a capture the desk missed is picked up, not "nothing to refund")."""
 
 from __future__ import annotations
