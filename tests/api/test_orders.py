@@ -370,3 +370,6 @@ class TestJoiningPayments:
         assert found.status_code == 303, found.text
         page = await agent.get(found.headers["location"])
         assert "ORD-1001" in page.text and "mei.chen@example.com" in page.text
+        # The order's own details, on the payment page.
+        assert "+65 6123 4567" in page.text and "CUST-77" in page.text
+        assert "2 × Green tea, 1 × Teapot" in page.text and "$129.00" in page.text

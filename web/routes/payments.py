@@ -28,7 +28,7 @@ from web.htmx import page_or_fragment, wants_fragment
 from web.models import Payment, RefundStatus, User
 from web.request_ids import request_id_of
 from web.rules.refunds import REFUND_REASONS, PaymentFacts, profile_for, reason_label
-from web.services import listing
+from web.services import listing, orders
 from web.services.imports import find_in_antom
 from web.services.refunds import (
     FormCheck,
@@ -120,6 +120,7 @@ async def _payment_context(
         "profile": profile_for(payment.method),
         "window": _window(facts, now) if payment.paid_at else None,
         "refunds": await listing.refunds_of_payment(session, payment),
+        "order": await orders.order_for_payment(session, payment),
         "draft": draft or fresh_draft,
         "check": check or fresh_check,
         "reasons": REFUND_REASONS,

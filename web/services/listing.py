@@ -30,13 +30,13 @@ from sqlmodel.sql.expression import SelectOfScalar
 
 from web.antom.money import ANTOM_EXPONENTS
 from web.models import (
-    TRIGRAM_SEARCH_COLUMNS,
     Alert,
     Payment,
     Refund,
     RefundEvent,
     RefundStatus,
     User,
+    search_document,
 )
 from web.rules.refunds import METHOD_PROFILES
 
@@ -309,9 +309,7 @@ class PaymentFilters:
 # Shorter fragments have no trigram for an index to look up (pg_trgm needs three
 # characters), so they would read every payment; below this they match from the start.
 MIN_FRAGMENT = 3
-# Searched by fragment; on PostgreSQL each has a trigram GIN index on lower(column)
-# (web/models.py TRIGRAM_INDEXES).
-SEARCH_COLUMNS = TRIGRAM_SEARCH_COLUMNS
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _like_escape(text: str) -> str:
@@ -323,8 +321,9 @@ def _lower_like(column: Any, pattern: str) -> ColumnElement[bool]:
 
 
 def search_text(q: str) -> str:
-    """The search box's value as it is matched: trimmed, inner spaces kept."""
-    return q.strip()
+    """The search box's value as it is matched: trimmed, without control characters (the
+    search document separates its fields with one, web/models.py)."""
+    return _CONTROL.sub("", q).strip()
 
 
 def payment_search_clause(q: str) -> ColumnElement[bool] | None:
@@ -332,9 +331,10 @@ def payment_search_clause(q: str) -> ColumnElement[bool] | None:
 
     From three characters on, any *fragment*, in any case, of the paymentId,
     paymentRequestId, order reference, buyer email or buyer name: ``chen`` finds
-    ``mei.chen@example.com``, ``10233`` finds ``ORD-10233``. ``lower(col) LIKE '%chen%'``
-    is answered on PostgreSQL by the trigram GIN indexes on ``lower(col)`` (one bitmap
-    scan per column, OR-ed), so it stays fast at a million payments; SQLite scans.
+    ``mei.chen@example.com``, ``10233`` finds ``ORD-10233``. It is one
+    ``search_document() LIKE '%chen%'`` over those fields (web/models.py), which the
+    trigram GIN index on that expression answers on PostgreSQL, so it stays fast at a
+    million payments; SQLite scans.
 
     One or two characters have no trigram to look up, so they match what B-trees can
     answer: an id or order reference exactly, an email or name from its start
@@ -345,9 +345,8 @@ def payment_search_clause(q: str) -> ColumnElement[bool] | None:
         return None
     needle = _like_escape(text.lower())
     if len(text) >= MIN_FRAGMENT:
-        return sa.or_(
-            *(_lower_like(getattr(Payment, name), f"%{needle}%") for name in SEARCH_COLUMNS)
-        )
+        matched: ColumnElement[bool] = search_document().like(f"%{needle}%", escape="\\")
+        return matched
     return sa.or_(
         col(Payment.payment_id) == text,
         col(Payment.payment_request_id) == text,

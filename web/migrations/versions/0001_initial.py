@@ -3,7 +3,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-01 16:17:13.489482
+Create Date: 2026-12-01 16:31:26.578506
 """
 
 from collections.abc import Sequence
@@ -59,15 +59,6 @@ def upgrade() -> None:
         unique=False,
         postgresql_ops={"buyer_email_lower": "text_pattern_ops"},
     )
-    if op.get_bind().dialect.name == "postgresql":
-        op.create_index(
-            "ix_payments_buyer_email_trgm",
-            "payments",
-            [sa.literal_column("lower(buyer_email)").label("buyer_email_lower")],
-            unique=False,
-            postgresql_using="gin",
-            postgresql_ops={"buyer_email_lower": "gin_trgm_ops"},
-        )
     op.create_index(
         "ix_payments_buyer_name_lower",
         "payments",
@@ -75,52 +66,29 @@ def upgrade() -> None:
         unique=False,
         postgresql_ops={"buyer_name_lower": "text_pattern_ops"},
     )
-    if op.get_bind().dialect.name == "postgresql":
-        op.create_index(
-            "ix_payments_buyer_name_trgm",
-            "payments",
-            [sa.literal_column("lower(buyer_name)").label("buyer_name_lower")],
-            unique=False,
-            postgresql_using="gin",
-            postgresql_ops={"buyer_name_lower": "gin_trgm_ops"},
-        )
     op.create_index("ix_payments_created_id", "payments", ["created_at", "id"], unique=False)
     op.create_index(op.f("ix_payments_currency"), "payments", ["currency"], unique=False)
     op.create_index(op.f("ix_payments_method"), "payments", ["method"], unique=False)
     op.create_index("ix_payments_paid_id", "payments", ["paid_at", "id"], unique=False)
     op.create_index(op.f("ix_payments_payment_id"), "payments", ["payment_id"], unique=True)
-    if op.get_bind().dialect.name == "postgresql":
-        op.create_index(
-            "ix_payments_payment_id_trgm",
-            "payments",
-            [sa.literal_column("lower(payment_id)").label("payment_id_lower")],
-            unique=False,
-            postgresql_using="gin",
-            postgresql_ops={"payment_id_lower": "gin_trgm_ops"},
-        )
     op.create_index(
         op.f("ix_payments_payment_request_id"), "payments", ["payment_request_id"], unique=False
     )
-    if op.get_bind().dialect.name == "postgresql":
-        op.create_index(
-            "ix_payments_payment_request_id_trgm",
-            "payments",
-            [sa.literal_column("lower(payment_request_id)").label("payment_request_id_lower")],
-            unique=False,
-            postgresql_using="gin",
-            postgresql_ops={"payment_request_id_lower": "gin_trgm_ops"},
-        )
     op.create_index(
         op.f("ix_payments_reference_order_id"), "payments", ["reference_order_id"], unique=False
     )
     if op.get_bind().dialect.name == "postgresql":
         op.create_index(
-            "ix_payments_reference_order_id_trgm",
+            "ix_payments_search_trgm",
             "payments",
-            [sa.literal_column("lower(reference_order_id)").label("reference_order_id_lower")],
+            [
+                sa.literal_column(
+                    "lower((((((((coalesce(payment_id, '') || chr(31)) || coalesce(payment_request_id, '')) || chr(31)) || coalesce(reference_order_id, '')) || chr(31)) || coalesce(buyer_email, '')) || chr(31)) || coalesce(buyer_name, ''))"
+                ).label("search_document")
+            ],
             unique=False,
             postgresql_using="gin",
-            postgresql_ops={"reference_order_id_lower": "gin_trgm_ops"},
+            postgresql_ops={"search_document": "gin_trgm_ops"},
         )
     op.create_index(op.f("ix_payments_status"), "payments", ["status"], unique=False)
     op.create_table(
@@ -515,51 +483,23 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_payments_status"), table_name="payments")
     if op.get_bind().dialect.name == "postgresql":
         op.drop_index(
-            "ix_payments_reference_order_id_trgm",
+            "ix_payments_search_trgm",
             table_name="payments",
             postgresql_using="gin",
-            postgresql_ops={"reference_order_id_lower": "gin_trgm_ops"},
+            postgresql_ops={"search_document": "gin_trgm_ops"},
         )
     op.drop_index(op.f("ix_payments_reference_order_id"), table_name="payments")
-    if op.get_bind().dialect.name == "postgresql":
-        op.drop_index(
-            "ix_payments_payment_request_id_trgm",
-            table_name="payments",
-            postgresql_using="gin",
-            postgresql_ops={"payment_request_id_lower": "gin_trgm_ops"},
-        )
     op.drop_index(op.f("ix_payments_payment_request_id"), table_name="payments")
-    if op.get_bind().dialect.name == "postgresql":
-        op.drop_index(
-            "ix_payments_payment_id_trgm",
-            table_name="payments",
-            postgresql_using="gin",
-            postgresql_ops={"payment_id_lower": "gin_trgm_ops"},
-        )
     op.drop_index(op.f("ix_payments_payment_id"), table_name="payments")
     op.drop_index("ix_payments_paid_id", table_name="payments")
     op.drop_index(op.f("ix_payments_method"), table_name="payments")
     op.drop_index(op.f("ix_payments_currency"), table_name="payments")
     op.drop_index("ix_payments_created_id", table_name="payments")
-    if op.get_bind().dialect.name == "postgresql":
-        op.drop_index(
-            "ix_payments_buyer_name_trgm",
-            table_name="payments",
-            postgresql_using="gin",
-            postgresql_ops={"buyer_name_lower": "gin_trgm_ops"},
-        )
     op.drop_index(
         "ix_payments_buyer_name_lower",
         table_name="payments",
         postgresql_ops={"buyer_name_lower": "text_pattern_ops"},
     )
-    if op.get_bind().dialect.name == "postgresql":
-        op.drop_index(
-            "ix_payments_buyer_email_trgm",
-            table_name="payments",
-            postgresql_using="gin",
-            postgresql_ops={"buyer_email_lower": "gin_trgm_ops"},
-        )
     op.drop_index(
         "ix_payments_buyer_email_lower",
         table_name="payments",
