@@ -151,6 +151,25 @@ async def test_a_changed_record_replaces_the_order_details(
     assert (order.buyer_email, order.buyer_phone) == ("mei@example.org", None)
 
 
+async def test_a_record_changes_only_the_fields_it_carries(
+    feed: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    await feed.post("/api/orders", json=MEI)
+
+    answer = await feed.post(
+        "/api/orders", json={"paymentRequestId": "PR-1001", "buyerEmail": "mei@example.org"}
+    )
+
+    assert answer.json()["results"][0]["status"] == "updated"
+    [order] = await orders_in(engine)
+    assert order.buyer_email == "mei@example.org"
+    assert (order.buyer_name, order.buyer_phone, order.total_minor) == (
+        "Mei Chen",
+        "+65 6123 4567",
+        12900,
+    )
+
+
 async def test_the_payment_id_can_be_added_to_an_order_known_by_request_id(
     feed: httpx.AsyncClient, engine: AsyncEngine
 ) -> None:

@@ -135,6 +135,24 @@ async def test_uploading_the_same_file_again_changes_nothing(
     assert [(o.id, o.updated_at) for o in await stored(engine)] == before
 
 
+async def test_a_file_with_fewer_columns_keeps_what_it_does_not_mention(
+    lead: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    await finished(lead, await upload(lead, MESSY_CSV))
+
+    page = await finished(
+        lead, await upload(lead, b"paymentRequestId,email\nPR-1,mei@example.org\n")
+    )
+
+    assert "1 of 1 lines: 0 new, 1 updated, 0 unchanged, 0 rejected." in page
+    mei = next(o for o in await stored(engine) if o.payment_request_id == "PR-1")
+    assert (mei.buyer_email, mei.buyer_name, mei.total_minor) == (
+        "mei@example.org",
+        "Mei Chen",
+        12900,
+    )
+
+
 async def test_imported_orders_join_payments_already_at_the_desk(
     lead: httpx.AsyncClient, engine: AsyncEngine
 ) -> None:

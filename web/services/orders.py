@@ -9,9 +9,10 @@ CSV file a lead uploads (web/routes/orders.py); both end in ``save_record`` here
   it into an ``OrderRecord`` or a list of field-level ``Problem`` s; nothing is stored
   for a record with a problem, and the other records of the batch are not affected.
 * **Idempotent.** An order is identified by its ``paymentRequestId`` (the merchant's own
-  id, known before the payment exists), else its ``paymentId``. Sending a record again
-  replaces that order's details; sending the same record again changes nothing and
-  says ``unchanged``. A whole batch can therefore be retried safely.
+  id, known before the payment exists), else its ``paymentId``. A later record for it
+  changes the fields it carries (sent empty: cleared; left out: kept); sending the same
+  record again changes nothing and says ``unchanged``. A whole batch can therefore be
+  retried safely.
 * **Either order of arrival.** A record for a payment the desk already has is copied
   onto it at once; one that arrives first waits in ``orders`` until the payment is
   created (``attach_waiting``, called by ``ledger.create_payment``). The payment keeps
@@ -85,7 +86,6 @@ FIELDS: tuple[Spec, ...] = (
 )
 FIELD_NAMES = tuple(f.name for f in FIELDS)
 _BY_NAME = {f.name: f for f in FIELDS}
-_TEXT_COLUMNS = tuple(f.column for f in FIELDS if f.column not in ("total_minor",))
 # Copied onto the payment: what the payments list shows and searches.
 PAYMENT_COPY = ("reference_order_id", "buyer_name", "buyer_email")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
@@ -170,13 +170,20 @@ def _check_formats(values: dict[str, Any]) -> list[Problem]:
     return problems
 
 
-def _check_total(values: dict[str, Any], raw_total: object) -> list[Problem]:
-    """``orderTotal`` in major units ("129.00", or a JSON number) with its ``currency``."""
+def _check_currency(values: dict[str, Any]) -> list[Problem]:
     currency = values.get("total_currency")
     if currency is not None:
         currency = values["total_currency"] = currency.upper()
         if currency not in ANTOM_EXPONENTS and currency not in ISO_EXPONENTS:
             return [Problem("currency", f"“{currency}” is not a currency code Antom uses")]
+    return []
+
+
+def _check_total(values: dict[str, Any], raw_total: object) -> list[Problem]:
+    """``orderTotal`` in major units ("129.00", or a JSON number) with its ``currency``."""
+    if problems := _check_currency(values):
+        return problems
+    currency = values.get("total_currency")
     if raw_total is None or (isinstance(raw_total, str) and not raw_total.strip()):
         values["total_minor"] = None
         return []
@@ -200,19 +207,22 @@ def validate(raw: object) -> OrderRecord | list[Problem]:
         for name in raw
         if name not in _BY_NAME
     ]
+    # Only the fields the record carries: one it leaves out keeps its stored value.
     values: dict[str, Any] = {}
     for spec in FIELDS:
-        if spec.name == "orderTotal":
+        if spec.name == "orderTotal" or spec.name not in raw:
             continue
-        value, problem = _clean_text(spec, raw.get(spec.name))
+        value, problem = _clean_text(spec, raw[spec.name])
         if problem:
             problems.append(problem)
         else:
             values[spec.column] = value
     # Every problem at once, so one round trip fixes the record.
     problems += _check_formats(values)
-    if not any(p.field == "currency" for p in problems):
-        problems += _check_total(values, raw.get("orderTotal"))
+    if "orderTotal" in raw and not any(p.field == "currency" for p in problems):
+        problems += _check_total(values, raw["orderTotal"])
+    elif not any(p.field == "currency" for p in problems):
+        problems += _check_currency(values)
     if (
         not values.get("payment_request_id")
         and not values.get("payment_id")
@@ -279,11 +289,10 @@ async def _existing(session: AsyncSession, record: OrderRecord) -> Order | None:
 
 
 def _apply(order: Order, record: OrderRecord) -> bool:
-    """Copy the record onto the order; whether anything changed. A record replaces the
-    order's details, except that an identifier it leaves out is kept."""
+    """Copy the fields the record carries onto the order (one sent empty clears it, one
+    left out is kept; an identifier is never cleared); whether anything changed."""
     changed = False
-    for column in (*_TEXT_COLUMNS, "total_minor"):
-        value = record.values.get(column)
+    for column, value in record.values.items():
         if value is None and column in ("payment_request_id", "payment_id"):
             continue
         if getattr(order, column) != value:
