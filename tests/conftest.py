@@ -45,7 +45,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     # CI sets REQUIRE_POSTGRES=1: a PostgreSQL test that skipped is a failed run there.
-    if os.environ.get("REQUIRE_POSTGRES") != "1":
+    # Under pytest-xdist the controller decides: every worker's reports reach its terminal
+    # reporter, while a worker has no reporter of its own.
+    if os.environ.get("REQUIRE_POSTGRES") != "1" or hasattr(session.config, "workerinput"):
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     skipped = reporter.stats.get("skipped", []) if reporter else []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import time
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import pytest
@@ -187,18 +188,20 @@ def test_unknown_client_id_is_invalid_client_and_signed(shared_sim: SimHandle) -
     gateway.close()
 
 
+# Stamped when the test runs, not when it is collected: the ids stay the same in every
+# pytest-xdist worker, and a stamp never waits in a queue.
 @pytest.mark.parametrize(
-    "request_time",
+    "stamp",
     [
-        str(int(time.time() * 1000)),  # Java / Go SDKs
-        iso_now("+00:00"),  # Python SDK
-        iso_now("+0000"),  # PHP SDK
-        iso_now("Z"),
-        "2026-11-25T20:12:12.345+08:00",
+        pytest.param(lambda: str(int(time.time() * 1000)), id="epoch-ms"),  # Java / Go SDKs
+        pytest.param(lambda: iso_now("+00:00"), id="iso+00:00"),  # Python SDK
+        pytest.param(lambda: iso_now("+0000"), id="iso+0000"),  # PHP SDK
+        pytest.param(lambda: iso_now("Z"), id="isoZ"),
+        pytest.param(lambda: "2026-11-25T20:12:12.345+08:00", id="iso-millis+08:00"),
     ],
 )
-def test_request_time_formats(gw: Gateway, request_time: str) -> None:
-    body = gw.call("inquiryPayment", inquiry(), request_time=request_time)
+def test_request_time_formats(gw: Gateway, stamp: Callable[[], str]) -> None:
+    body = gw.call("inquiryPayment", inquiry(), request_time=stamp())
     assert code(body) == ("ORDER_NOT_EXIST", "F")
 
 

@@ -223,7 +223,7 @@ async def test_page_catches_up_after_its_stream_drops(
     the server comes back on the same address: the page reconnects and shows the truth."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", free_port()))  # not an ephemeral one: it is bound again below
     port = sock.getsockname()[1]
     base = f"http://127.0.0.1:{port}"
     server = ServerThread(create_app(settings.replace(public_base_url=base)), sock)

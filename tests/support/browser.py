@@ -7,6 +7,8 @@ that would reach out are switched off.
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -41,8 +43,13 @@ async def launched_browser() -> AsyncIterator[Browser]:
 
 
 async def screenshot(page: Page, name: str) -> Path:
-    """A full-page screenshot in ``test-artifacts/NAME.png``, for people to look at."""
+    """A full-page screenshot in ``test-artifacts/NAME.png``, for people to look at.
+
+    Written whole and renamed into place: parallel tests (a test run on SQLite and on
+    PostgreSQL at once) may save the same name, and the last one wins, unmangled."""
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
-    await page.screenshot(path=str(path), full_page=True)
+    partial = path.with_name(f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.png")
+    partial.write_bytes(await page.screenshot(full_page=True))
+    os.replace(partial, path)
     return path

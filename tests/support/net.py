@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+import os
+import random
 import signal
 import socket
 import subprocess
@@ -24,12 +27,43 @@ def bound_socket() -> socket.socket:
     return sock
 
 
+def _chosen_ports() -> Iterator[int]:
+    """Ports for ``free_port``, below the kernel's ephemeral range: no ``bind(0)`` and no
+    outgoing connection anywhere is given one, so nothing can take it between the moment
+    it is chosen and the moment a server binds it. Each pytest-xdist worker has its own
+    slice, started at a random place (another test run may be using the same slices)."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    start, stop = max(1024, low - 12_000), low
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    size = (stop - start) // max(1, workers)
+    first = start + (worker % max(1, workers)) * size
+    offset = random.randrange(size) if size else 0
+    for i in itertools.count():
+        yield first + (offset + i) % size if size else 0
+
+
+_PORTS = _chosen_ports()
+
+
 def free_port() -> int:
-    """A port nothing listens on (bound then released), for servers in other processes."""
-    with socket.socket() as sock:
+    """A port nothing listens on, for a server in another process or one that comes back
+    on the same address (see ``_chosen_ports``)."""
+    for _ in range(1_000):
+        port = next(_PORTS)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    with socket.socket() as sock:  # no room below the ephemeral range: any free port
         sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
+        any_port: int = sock.getsockname()[1]
+    return any_port
 
 
 @contextmanager
