@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from tests.workflow.conftest import (
+from tests.services.conftest import (
     NOTIFY_URL,
     Desk,
     antom_client_for,

@@ -66,7 +66,7 @@ def _pg_database() -> Iterator[str]:
 
 
 @pytest.fixture(
-    name="engine",
+    name="desk_engine",
     params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
 )
 async def fx_engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
@@ -217,8 +217,8 @@ async def submit(
 
 
 @pytest.fixture(name="desk")
-def fx_desk(engine: AsyncEngine) -> Desk:
-    return Desk(engine)
+def fx_desk(desk_engine: AsyncEngine) -> Desk:
+    return Desk(desk_engine)
 
 
 async def antom_refunds(antom: AntomClient, payment_id: str) -> list[dict[str, Any]]:

@@ -8,7 +8,7 @@ message beside the amount field instead, and write nothing.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import httpx
 import pytest
@@ -17,7 +17,7 @@ from sqlmodel import select
 
 from tests.pages.factories import add_payment
 from tests.support.simulator import SimHandle
-from web.db import make_engine, session_scope
+from web.db import session_scope
 from web.models import Refund, User
 from web.settings import Settings
 
@@ -29,17 +29,6 @@ _AMOUNT_ERRORS = re.compile(r'id="refund-amount-errors"[^>]*>(.*?)</div>', re.S)
 def settings(make_settings: Callable[..., Settings], db_url: str, simulator: SimHandle) -> Settings:
     # With Antom configured, so the submit gets as far as re-validating the amount.
     return make_settings(simulator=simulator, database_url=db_url)
-
-
-@pytest.fixture
-async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
-    # tests/workflow/conftest.py's ``engine`` is a bare schema of its own; these tests
-    # go through the live app, so users and payments must be in the app's database.
-    eng = make_engine(settings.database_url)
-    try:
-        yield eng
-    finally:
-        await eng.dispose()
 
 
 @pytest.fixture

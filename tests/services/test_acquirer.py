@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.workflow.conftest import Desk, filled_form, submit
+from tests.services.conftest import Desk, filled_form, submit
 from web.antom.client import AntomClient
 from web.models import RefundStatus
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.workflow.conftest import Desk, now, rendered_form
+from tests.services.conftest import Desk, now, rendered_form
 from web.models import Payment, Role, User
 from web.services.refunds import (
     REFUND_REASONS,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from tests.workflow.conftest import Desk, filled_form, submit
+from tests.services.conftest import Desk, filled_form, submit
 from web.antom.client import AntomClient
 from web.antom.messages import Answer
 from web.antom.money import Money

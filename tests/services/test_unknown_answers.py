@@ -23,7 +23,7 @@ from tests.antom.scripted_server import (
     antom_response,
     running_scripted_server,
 )
-from tests.workflow.conftest import Desk, filled_form, submit
+from tests.services.conftest import Desk, filled_form, submit
 from web.antom.client import AntomClient
 from web.antom.keys import generate_private_key, load_private_key, load_public_key
 from web.models import Alert, AlertKind, RefundStatus

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, update
 
-from tests.workflow.conftest import Desk, antom_refunds, filled_form, submit
+from tests.services.conftest import Desk, antom_refunds, filled_form, submit
 from web.antom.client import AntomClient
 from web.models import Payment, RefundStatus
 from web.services import ledger

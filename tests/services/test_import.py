@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.workflow.conftest import Desk, now, rendered_form
+from tests.services.conftest import Desk, now, rendered_form
 from web.antom.client import AntomClient
 from web.antom.messages import RefundRequest
 from web.antom.money import Money
@@ -80,7 +80,7 @@ async def test_unknown_payment_is_a_clear_error(
 
 
 async def test_antom_not_answering_is_not_not_found(desk: Desk, simulator: Any) -> None:
-    from tests.workflow.conftest import antom_client_for
+    from tests.services.conftest import antom_client_for
 
     made = simulator.create_payment()
     simulator.admin_post("faults", {"http5xx": 1.0})
@@ -137,7 +137,7 @@ async def test_refunds_made_outside_the_desk_are_imported_once(
 async def test_settled_desk_refund_is_reconciled_from_the_payment_record(
     desk: Desk, antom: AntomClient, simulator: Any
 ) -> None:
-    from tests.workflow.test_ledger import processing_refund
+    from tests.services.test_ledger import processing_refund
 
     payment, refund, _ = await processing_refund(desk, antom, simulator)
     on_antom = simulator.admin_get(f"refunds?payment_id={payment.payment_id}")
