@@ -3,7 +3,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-01 16:33:32.477091
+Create Date: 2026-12-01 16:47:50.573602
 """
 
 from collections.abc import Sequence
