@@ -20,7 +20,7 @@ from typing import Any
 from litestar import Request
 from litestar.config.csrf import CSRFConfig
 from litestar.connection import ASGIConnection
-from litestar.exceptions import PermissionDeniedException
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware.session.client_side import ClientSideSessionBackend, CookieBackendConfig
 from litestar.security.session_auth import SessionAuth
@@ -29,6 +29,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from web.db import session_scope
 from web.models import Role, User
+from web.rules.access import Permission, can
 from web.services.users import (
     ABSOLUTE_TIMEOUT_S,
     end_session,
@@ -122,6 +123,30 @@ def provide_current_user(request: Request[Any, Any, Any]) -> User:
     return user
 
 
+class PermissionGuard:
+    """A route's declared permission: admits only a signed-in user who holds it.
+
+    ``permission`` stays readable on the guard, so the route table can be checked
+    against ``web.rules.access`` (``tests/app/test_access.py``).
+    """
+
+    def __init__(self, permission: Permission) -> None:
+        self.permission = permission
+        self.__name__ = f"requires_{permission.value}"
+
+    # Async, so Litestar calls it in the request's task instead of a worker thread.
+    async def __call__(
+        self, connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+    ) -> None:
+        user = current_user(connection)
+        if user is None:
+            raise NotAuthorizedException("Sign in first")
+        if not can(user, self.permission):
+            raise PermissionDeniedException(
+                f"You do not have the permission this needs ({self.permission.value})"
+            )
+
+
 def requires_role(*roles: Role) -> Guard:
     """A guard admitting only signed-in users with one of ``roles``."""
     allowed = frozenset(roles)
@@ -134,6 +159,12 @@ def requires_role(*roles: Role) -> Guard:
 
     guard.__name__ = f"requires_{'_or_'.join(r.value for r in roles)}"
     return guard
+
+
+def requires(permission: Permission) -> PermissionGuard:
+    """The guard every route that is not public declares (at Controller level or on the
+    handler): ``guards=[requires(Permission.REFUND)]``."""
+    return PermissionGuard(permission)
 
 
 def build_session_auth(settings: Settings) -> SessionAuth[User, ClientSideSessionBackend]:

@@ -12,8 +12,9 @@ from litestar.plugins.flash import flash
 from litestar.response import Redirect, Template
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from web.auth import requires_role
-from web.models import Role, User
+from web.auth import requires
+from web.models import User
+from web.rules.access import Permission
 from web.services import api_keys
 
 REFUSED = 422
@@ -46,7 +47,7 @@ async def _page(
 
 class ApiKeyController(Controller):
     path = "/admin/api-keys"
-    guards = (requires_role(Role.ADMIN),)
+    guards = (requires(Permission.MANAGE_API_KEYS),)
     include_in_schema = False
 
     @get("/", name="admin:api_keys")

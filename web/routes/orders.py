@@ -21,9 +21,10 @@ from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from web.auth import requires_role
+from web.auth import requires
 from web.htmx import page_or_fragment, wants_fragment
-from web.models import OrderImport, Role, User
+from web.models import OrderImport, User
+from web.rules.access import Permission
 from web.services import orders
 
 REFUSED = 422
@@ -42,7 +43,7 @@ def _import_context(job: OrderImport) -> dict[str, Any]:
 
 class OrderImportController(Controller):
     path = "/orders"
-    guards = (requires_role(Role.LEAD, Role.ADMIN),)
+    guards = (requires(Permission.IMPORT_ORDERS),)
     include_in_schema = False
 
     @get("/import", name="orders:import")

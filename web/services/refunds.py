@@ -36,8 +36,9 @@ from web.antom.client import AntomClient
 from web.antom.messages import RefundRequest, explain_code
 from web.antom.money import Money, MoneyError, format_minor, format_plain, parse_amount
 from web.faults import fault_point
-from web.models import AgentLimit, EventSource, Payment, Refund, RefundStatus, Role, User, utcnow
+from web.models import AgentLimit, EventSource, Payment, Refund, RefundStatus, User, utcnow
 from web.rules import refunds as rules
+from web.rules.access import Permission, can
 from web.rules.refunds import OTHER_REASON, REFUND_REASONS, reason_label
 from web.services import ledger
 from web.services.sending import RETRY_DELAYS_S, refund_request_for, send
@@ -161,7 +162,7 @@ async def agent_limit_minor(session: AsyncSession, user: User, currency: str) ->
     limit = result.first()
     if limit is not None:
         return limit
-    return None if user.role in (Role.LEAD, Role.ADMIN) else 0
+    return None if can(user, Permission.REFUND_WITHOUT_LIMIT) else 0
 
 
 async def new_form(
