@@ -32,6 +32,10 @@ from litestar.types import ExceptionHandlersMap
 log = logging.getLogger("web.errors")
 
 TOAST_TARGET = "#toasts"
+# Response header for an htmx action that changed what the page shows (a "check now", a
+# resolved alert): static/app.js then re-fetches every live part of the page, as if its
+# stream had hinted at them, so the page is right even without a stream.
+STALE = {"HX-Trigger": "desk:stale"}
 LOGIN_PATH = "/login"
 
 
@@ -61,6 +65,27 @@ def page_or_fragment(
         context=dict(context),
         status_code=status_code,
         headers={"Vary": "HX-Request", **(headers or {})},
+    )
+
+
+def page_or_oob(
+    request: Request[Any, Any, Any],
+    *,
+    page: str,
+    fragment: str,
+    context: Mapping[str, Any],
+    status_code: int = 200,
+) -> Template:
+    """Like ``page_or_fragment``, for a fragment made only of out-of-band parts: htmx
+    swaps those by id and leaves the element that asked (a button, a form) in place."""
+    headers = {"HX-Reswap": "none"} if wants_fragment(request) else None
+    return page_or_fragment(
+        request,
+        page=page,
+        fragment=fragment,
+        context=context,
+        status_code=status_code,
+        headers=headers,
     )
 
 

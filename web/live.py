@@ -1,24 +1,34 @@
-"""Live badges: refund changes pushed to every open page over SSE.
+"""Live pages: every open page hears "this changed" and re-reads the database.
 
-When a transaction that changed refunds or payments commits, a session hook
+When a transaction that changed refunds, payments or alerts commits, a session hook
 (``announce_commits``, installed per app by ``live_lifespan``) calls ``publish_changes``:
 it reads the committed rows and publishes one small JSON message on the ``refund_desk``
 channel. No writer has to remember to announce anything. Every instance's ``/events``
 streams (``web/routes/live.py``) receive it through Litestar Channels — in memory on
 SQLite (one process), over PostgreSQL LISTEN/NOTIFY otherwise, so a change made on one
-instance reaches browsers connected to another — and turn it into named SSE events
-(``refund-<id>``, ``payment-<id>-refundable``, ...) that htmx's SSE extension swaps in.
+instance reaches browsers connected to another.
 
-SSE is a hint, never the truth: a lost message costs a stale badge until the next
-change or reconnect (each connection starts with the current state), never money. On
-PostgreSQL the listener (``web/live_backend.py``) keeps one LISTEN connection for the
-process, reconnects when it drops and then sends ``RESYNC``, on which every open stream
-re-reads its state: what was NOTIFYed during the gap is lost, the database is not.
+A stream carries *hints*, never content: ``payment-5`` ("payment 5 or one of its refunds
+changed"), ``refund-7``, ``refunds`` / ``payments`` (a row on this list changed, or a new
+one exists) and ``alerts``. The page answers a hint by fetching the fragments concerned
+from the database (``static/app.js``), so what it shows is always rendered whole from
+the committed state, never patched from a message. Each stream says what its page shows
+and at which *version* (``Watch``); on every (re)connection it compares those versions
+with the database and hints at whatever moved in between, so a page that lost its
+stream, or changed before its stream opened, catches up by itself.
+
+SSE is a hint, never the truth: a lost message costs a stale page until the next
+change or reconnect, never money. On PostgreSQL the listener (``web/live_backend.py``)
+keeps one LISTEN connection for the process, reconnects when it drops and then sends
+``RESYNC``, on which every open stream hints at everything it watches: what was NOTIFYed
+during the gap is lost, the database is not.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -37,7 +47,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from web.live_backend import ResilientPsycopgBackend
-from web.models import Payment, Refund, RefundEvent
+from web.models import Alert, Payment, Refund, RefundEvent
 from web.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -124,6 +134,17 @@ class RefundState:
     currency: str
     amount_minor: int
 
+    @classmethod
+    def of(cls, refund: Refund) -> RefundState:
+        return cls(
+            refund.id or 0, refund.payment_pk, str(refund.status), refund.currency,
+            refund.amount_minor,
+        )  # fmt: skip
+
+    @property
+    def version(self) -> str:
+        return refund_version(self)
+
 
 @dataclass(frozen=True, slots=True)
 class PaymentState:
@@ -133,10 +154,53 @@ class PaymentState:
     refunded_minor: int
     reserved_minor: int
     dispute_open: bool
+    status: str = ""
+    refund_count: int = 0
+
+    @classmethod
+    def of(cls, payment: Payment) -> PaymentState:
+        return cls(
+            payment.id or 0,
+            payment.currency,
+            payment.captured_minor,
+            payment.refunded_minor,
+            payment.reserved_minor,
+            payment.dispute_open,
+            payment.status,
+            payment.refund_count,
+        )
 
     @property
     def refundable_minor(self) -> int:
         return max(0, self.captured_minor - self.refunded_minor - self.reserved_minor)
+
+    @property
+    def version(self) -> str:
+        return payment_version(self)
+
+
+def payment_version(payment: Payment | PaymentState) -> str:
+    """A short digest of everything a page shows about a payment itself.
+
+    A new refund, a settled one and an external one all move money or the refund count,
+    so they change it too; a refund's own status has ``refund_version``.
+    """
+    raw = "|".join(
+        str(v)
+        for v in (
+            payment.status,
+            payment.captured_minor,
+            payment.refunded_minor,
+            payment.reserved_minor,
+            payment.refund_count,
+            payment.dispute_open,
+        )
+    )
+    return hashlib.sha256(raw.encode()).hexdigest()[:12]
+
+
+def refund_version(refund: Refund | RefundState) -> str:
+    return str(refund.status)
 
 
 async def snapshot(
@@ -163,35 +227,32 @@ async def snapshot(
         if payment_ids
         else []
     )
-    return (
-        [
-            RefundState(r.id or 0, r.payment_pk, str(r.status), r.currency, r.amount_minor)
-            for r in refunds
-        ],
-        [
-            PaymentState(
-                p.id or 0,
-                p.currency,
-                p.captured_minor,
-                p.refunded_minor,
-                p.reserved_minor,
-                p.dispute_open,
-            )
-            for p in payments
-        ],
-    )
+    return [RefundState.of(r) for r in refunds], [PaymentState.of(p) for p in payments]
 
 
-def encode(refunds: list[RefundState], payments: list[PaymentState]) -> list[bytes]:
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What one commit changed, as a stream receives it."""
+
+    refunds: list[RefundState]
+    payments: list[PaymentState]
+    alerts: bool = False
+
+
+def encode(
+    refunds: list[RefundState], payments: list[PaymentState], *, alerts: bool = False
+) -> list[bytes]:
     items: list[tuple[str, dict[str, Any]]] = [("r", _asdict(r)) for r in refunds]
     items += [("p", _asdict(p)) for p in payments]
     messages = []
-    for start in range(0, len(items), MAX_ITEMS_PER_MESSAGE):
+    for start in range(0, max(len(items), 1), MAX_ITEMS_PER_MESSAGE):
         chunk = items[start : start + MAX_ITEMS_PER_MESSAGE]
-        message = {
+        message: dict[str, Any] = {
             "refunds": [d for kind, d in chunk if kind == "r"],
             "payments": [d for kind, d in chunk if kind == "p"],
         }
+        if alerts and start == 0:
+            message["alerts"] = True
         messages.append(json.dumps(message, separators=(",", ":")).encode())
     return messages
 
@@ -200,11 +261,12 @@ def is_resync(data: bytes) -> bool:
     return data == RESYNC
 
 
-def decode(data: bytes) -> tuple[list[RefundState], list[PaymentState]]:
+def decode(data: bytes) -> Change:
     message = json.loads(data)
-    return (
+    return Change(
         [RefundState(**d) for d in message.get("refunds", [])],
         [PaymentState(**d) for d in message.get("payments", [])],
+        bool(message.get("alerts")),
     )
 
 
@@ -212,20 +274,148 @@ def _asdict(state: RefundState | PaymentState) -> dict[str, Any]:
     return {name: getattr(state, name) for name in state.__slots__}
 
 
+# ---------------------------------------------------------------- what a page watches
+
+MAX_WATCHED = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Watch:
+    """What one page shows, each with the version it was rendered at (None: unknown).
+
+    ``refunds_since`` / ``payments_since``: the page lists refunds / payments and had seen
+    every row up to that id (a newer row is news for the list).
+    """
+
+    payments: dict[int, str | None]
+    refunds: dict[int, str | None]
+    refunds_since: int | None = None
+    payments_since: int | None = None
+    alerts: bool = False
+    alerts_seen: int | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not (
+            self.payments
+            or self.refunds
+            or self.refunds_since is not None
+            or self.payments_since is not None
+            or self.alerts
+        )
+
+
+def _versioned(values: Iterable[str]) -> dict[int, str | None]:
+    """``["5.ab12", "7"]`` → ``{5: "ab12", 7: None}``; malformed values are ignored."""
+    found: dict[int, str | None] = {}
+    for value in values:
+        pk, _, version = value.partition(".")
+        if pk.isascii() and pk.isdigit() and len(pk) <= 18 and len(found) < MAX_WATCHED:
+            found[int(pk)] = version[:64] or None
+    return found
+
+
+def _count(value: str | None) -> int | None:
+    text = (value or "").strip()
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
+
+
+def parse_watch(
+    payment: Iterable[str] = (),
+    refund: Iterable[str] = (),
+    refunds: str | None = None,
+    payments: str | None = None,
+    alerts: str | None = None,
+) -> Watch:
+    """A stream's query string (``payment=5.ab12&refund=7.processing&refunds=90&alerts=3``)."""
+    return Watch(
+        payments=_versioned(payment),
+        refunds=_versioned(refund),
+        refunds_since=_count(refunds),
+        payments_since=_count(payments),
+        alerts=alerts is not None,
+        alerts_seen=_count(alerts),
+    )
+
+
+def hints(watch: Watch, change: Change) -> list[tuple[str, str]]:
+    """The hints ``change`` means for a page that watches ``watch``: (name, data) pairs,
+    the data being the new version where there is one (a refund's status)."""
+    found: dict[str, str] = {}
+    for r in change.refunds:
+        if r.id in watch.refunds:
+            found[f"refund-{r.id}"] = r.version
+        if r.payment in watch.payments:
+            found.setdefault(f"payment-{r.payment}", "")
+        since = watch.refunds_since
+        if since is not None and (r.id in watch.refunds or r.id > since):
+            found["refunds"] = ""
+    for p in change.payments:
+        if p.id in watch.payments:
+            found[f"payment-{p.id}"] = p.version
+        since = watch.payments_since
+        if since is not None and (p.id in watch.payments or p.id > since):
+            found["payments"] = ""
+    if change.alerts and watch.alerts:
+        found["alerts"] = ""
+    return list(found.items())
+
+
+def unseen(watch: Watch) -> Watch:
+    """The same watch with every version forgotten: after a gap in which changes were lost,
+    everything watched is compared with the database again."""
+    return dataclasses.replace(
+        watch,
+        payments=dict.fromkeys(watch.payments),
+        refunds=dict.fromkeys(watch.refunds),
+        alerts_seen=None,
+    )
+
+
+async def open_alert_count(session: AsyncSession) -> int:
+    counted = select(sa.func.count()).select_from(Alert).where(col(Alert.resolved_at).is_(None))
+    return int((await session.exec(counted)).one())
+
+
+async def since_seen(session: AsyncSession, watch: Watch) -> Change:
+    """What moved between the versions the page was rendered at and the database now."""
+    refunds, payments = await snapshot(session, watch.refunds, watch.payments)
+    moved_refunds = [
+        r for r in refunds if r.id in watch.refunds and watch.refunds[r.id] != r.version
+    ]
+    moved_payments = [
+        p for p in payments if p.id in watch.payments and watch.payments[p.id] != p.version
+    ]
+    # A row newer than any the list had seen is news for the list.
+    if watch.refunds_since is not None:
+        newer = select(Refund).where(col(Refund.id) > watch.refunds_since).limit(1)
+        moved_refunds += [RefundState.of(r) for r in (await session.exec(newer)).all()]
+    if watch.payments_since is not None:
+        newer_p = select(Payment).where(col(Payment.id) > watch.payments_since).limit(1)
+        moved_payments += [PaymentState.of(p) for p in (await session.exec(newer_p)).all()]
+    # An unknown count (the page has not read it yet, or a gap) is news too.
+    alerts = watch.alerts and (
+        watch.alerts_seen is None or await open_alert_count(session) != watch.alerts_seen
+    )
+    return Change(moved_refunds, moved_payments, alerts)
+
+
 async def publish_changes(
     publish: Publish | None,
     engine: AsyncEngine,
     refund_pks: Iterable[int] = (),
     payment_pks: Iterable[int] = (),
+    *,
+    alerts: bool = False,
 ) -> None:
     """Tell every open page about committed changes. Never raises: SSE is only a hint."""
     refund_pks, payment_pks = list(refund_pks), list(payment_pks)
-    if publish is None or not (refund_pks or payment_pks):
+    if publish is None or not (refund_pks or payment_pks or alerts):
         return
     try:
         async with AsyncSession(engine) as session:
             refunds, payments = await snapshot(session, refund_pks, payment_pks)
-        for message in encode(refunds, payments):
+        for message in encode(refunds, payments, alerts=alerts):
             await publish(message)
     except Exception:
         log.exception("live update not published refunds=%s payments=%s", refund_pks, payment_pks)
@@ -244,20 +434,30 @@ _PENDING: set[asyncio.Task[None]] = set()
 _KEY = "live_changes"
 
 
+@dataclass(slots=True)
+class _Touched:
+    refunds: set[int]
+    payments: set[int]
+    alerts: bool = False
+
+
 def _collect(session: Session, _flush_context: Any) -> None:
-    refunds, payments = session.info.setdefault(_KEY, (set(), set()))
+    touched: _Touched = session.info.setdefault(_KEY, _Touched(set(), set()))
     for obj in (*session.new, *session.dirty):
         if isinstance(obj, RefundEvent):
-            refunds.add(obj.refund_pk)
+            touched.refunds.add(obj.refund_pk)
         elif isinstance(obj, Refund) and obj.id is not None:
-            refunds.add(obj.id)
+            touched.refunds.add(obj.id)
         elif isinstance(obj, Payment) and obj.id is not None:
-            payments.add(obj.id)
+            touched.payments.add(obj.id)
+        elif isinstance(obj, Alert):
+            # Raised or resolved: the leads' count of open alerts may have moved.
+            touched.alerts = True
 
 
 def _announce(session: Session) -> None:
-    changes = session.info.pop(_KEY, None)
-    if not changes or not (changes[0] or changes[1]):
+    touched: _Touched | None = session.info.pop(_KEY, None)
+    if touched is None or not (touched.refunds or touched.payments or touched.alerts):
         return
     try:
         loop = asyncio.get_running_loop()
@@ -267,7 +467,15 @@ def _announce(session: Session) -> None:
     if registered is None:
         return
     publish, engine = registered
-    task = loop.create_task(publish_changes(publish, engine, *map(sorted, changes)))
+    task = loop.create_task(
+        publish_changes(
+            publish,
+            engine,
+            sorted(touched.refunds),
+            sorted(touched.payments),
+            alerts=touched.alerts,
+        )
+    )
     _PENDING.add(task)
     task.add_done_callback(_PENDING.discard)
 

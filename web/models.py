@@ -92,6 +92,9 @@ class User(SQLModel, table=True):
     active: bool = True
     # Bumped to revoke every session of this user (sign out everywhere, role change).
     session_version: int = 1
+    # IANA time zone pages show times in (web/timezones.py); None until the user or their
+    # browser chose one, and shown as UTC meanwhile.
+    time_zone: str | None = Field(default=None, max_length=64)
     created_at: datetime = ts(default_factory=utcnow)
 
 

@@ -10,12 +10,18 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from jinja2 import Environment, StrictUndefined
+from jinja2 import Environment, StrictUndefined, pass_context
 from litestar.plugins.jinja import JinjaTemplateEngine
 from markupsafe import Markup, escape
 
+from web import timezones
 from web.antom.money import format_minor
+from web.live import refund_version
+from web.models import Payment
+from web.rules.failures import advice
+from web.rules.glance import Blocker, refund_blockers
 from web.services.listing import match_spans
+from web.services.refunds import facts_of, status_message
 
 
 def money(minor: int | None, currency: str) -> str:
@@ -64,6 +70,49 @@ def highlight(value: str | None, q: str) -> Markup:
     return Markup("").join(parts)
 
 
+def user_zone(context: Mapping[str, Any]) -> str | None:
+    """The signed-in user's time zone (None: not chosen yet, shown as UTC)."""
+    request = context.get("request")
+    user = request.scope.get("user") if request is not None else None
+    zone: str | None = getattr(user, "time_zone", None)
+    return zone
+
+
+@pass_context
+def local_time(
+    context: Mapping[str, Any], value: datetime | None, seconds: bool = False, zone: bool = False
+) -> str:
+    """``{{ refund.created_at | local }}`` → ``2026-11-25 20:36`` in the user's time zone
+    (``zone=True`` adds its abbreviation: ``2026-11-25 20:36 CET``)."""
+    if value is None:
+        return "–"
+    name = user_zone(context)
+    text = timezones.local(value, name, seconds=seconds)
+    return f"{text} {timezones.abbreviation(value, name)}" if zone else text
+
+
+@pass_context
+def local_day(context: Mapping[str, Any], value: datetime | None) -> str:
+    """``{{ deadline | day }}`` → ``2026-11-25``, the day it is in the user's time zone."""
+    return "–" if value is None else timezones.day(value, user_zone(context))
+
+
+@pass_context
+def zone_label(context: Mapping[str, Any]) -> str:
+    return user_zone(context) or timezones.DEFAULT_ZONE
+
+
+def blockers_of(payment: Payment) -> list[Blocker]:
+    """What blocks a refund on ``payment`` now (the payments list's status column)."""
+    return refund_blockers(facts_of(payment), timezones.now())
+
+
+def watch_pair(shown: tuple[int, str], kind: str) -> tuple[str, str]:
+    """``(12, "ab12")`` → ``("payment", "12.ab12")``: one thing a live list watches."""
+    pk, version = shown
+    return kind, f"{pk}.{version}"
+
+
 def flashes(context: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Pop flash messages (set with ``litestar.plugins.flash.flash``), if a session exists."""
     session = context["request"].scope.get("session")
@@ -85,3 +134,12 @@ def configure_jinja(engine: JinjaTemplateEngine) -> None:
     env.filters["highlight"] = highlight
     env.globals["now"] = lambda: datetime.now(UTC)
     engine.register_template_callable("get_flashes", flashes)
+    env.filters["local"] = local_time
+    env.filters["day"] = local_day
+    env.filters["watch_pair"] = watch_pair
+    env.globals["zone_label"] = zone_label
+    env.globals["time_zones"] = timezones.zone_names
+    env.globals["refund_sentence"] = status_message
+    env.globals["failure_advice"] = advice
+    env.globals["refund_version"] = refund_version
+    env.globals["blockers_of"] = blockers_of

@@ -348,7 +348,7 @@ async def test_htmx_submit_swaps_the_result_and_updates_amounts(
         r'id="payment-amounts" hx-swap-oob="true">(.*?)</section>', answer.text, re.S
     )
     assert amounts and "Still refundable $88.00" in _text(amounts.group(1))
-    assert 'id="payment-refunds" hx-swap-oob="true"' in answer.text
+    assert re.search(r'id="payment-refunds"[^>]*hx-swap-oob="true"', answer.text)
     # A fresh form (new token) for the next refund, pre-filled with the rest.
     assert _form_fields(answer.text)["form_token"] != body["form_token"]
     assert re.search(r'name="amount" value="88.00"', answer.text)
@@ -366,17 +366,21 @@ async def test_htmx_submit_swaps_the_result_and_updates_amounts(
     assert len(stored) == 1
 
 
-async def test_refused_htmx_submit_rerenders_the_form_with_422(
+async def test_refused_htmx_submit_answers_with_the_messages_and_422(
     desk: Desk, simulator: SimHandle
 ) -> None:
     _, pk = await _import(desk, simulator, currency="USD", amount_minor=10000)
     _, body = await _filled_form(desk, pk, amount="500.00", reason="other")
     answer = await desk.post_form(f"/payments/{pk}/refunds", body, htmx=True)
     assert answer.status_code == 422
-    assert _fragment(answer.text) and 'id="refund-form"' in answer.text
-    assert 'value="500.00"' in answer.text  # what the agent typed stays
+    # Only the messages and the button's state come back, swapped by id: the form, what
+    # the agent typed and the button she pressed stay where they are.
+    assert answer.headers["hx-reswap"] == "none"
+    assert _fragment(answer.text) and 'id="refund-form"' not in answer.text
+    assert 'name="amount"' not in answer.text
     assert re.search(r'id="refund-amount-errors"[^>]*>\s*<p class="field-error">', answer.text)
     assert re.search(r'id="refund-note-errors"[^>]*>\s*<p class="field-error">', answer.text)
+    assert re.search(r'<button id="refund-submit"[^>]*aria-disabled="true"', answer.text)
     async with desk.session() as s:
         assert (await s.exec(select(Refund))).all() == []
 
@@ -440,17 +444,86 @@ async def test_a_form_left_open_while_the_payment_changed_is_rearmed(
         await s.commit()
     body = {"amount": "50", "currency": "USD", "reason": "customer_request", "note": "", **tokens}
     url = f"/payments/{pk}/refunds/validate"
-    stale = await desk.post_form(url, body, htmx=True)
-    top = re.search(r'id="refund-payment-errors"[^>]*>(.*?)</div>\s*</div>', stale.text, re.S)
-    assert top and "changed while you were editing" in top.group(1)
-    assert re.search(r'<button id="refund-submit"[^>]*disabled', stale.text)
+    stale = await desk.post_form(url, body | {"amount_default": "100.00"}, htmx=True)
+    # Not refused: re-armed with the payment as it is now, and the agent is told.
+    notice = re.search(r'id="refund-form-notice"[^>]*>(.*?)</div>\s*</div>', stale.text, re.S)
+    assert notice
+    assert "changed while you were editing: $60.00 is now refundable" in _text(notice.group(1))
+    assert "Your amount was kept" in _text(notice.group(1))
     fresh = re.search(
         r'id="refund-refundable-token" name="refundable_token" value="([^"]+)" hx-swap-oob',
         stale.text,
     )
     assert fresh and fresh.group(1) != tokens["refundable_token"]
     assert "Still refundable $60.00" in _text(stale.text)
-    # The agent's next keystroke is judged against the payment as it is now.
-    again = await desk.post_form(url, {**body, "refundable_token": fresh.group(1)}, htmx=True)
-    assert not re.search(r'<button id="refund-submit"[^>]*disabled', again.text)
-    assert "Refund $50.00 to ALIPAY_CN" in again.text
+    assert "Up to $60.00" in _text(stale.text)
+    # The amount she typed ($50) fits what is refundable now: the button is ready.
+    assert not re.search(r'<button id="refund-submit"[^>]*disabled', stale.text)
+    assert "Refund $50.00 to ALIPAY_CN" in stale.text
+    # A stale form is refused only when submitted as it was.
+    refused = await desk.post_form(f"/payments/{pk}/refunds", body, htmx=True)
+    assert refused.status_code == 422
+    top = re.search(r'id="refund-payment-errors"[^>]*>(.*?)</div>\s*</div>', refused.text, re.S)
+    assert top and "changed while you were editing" in top.group(1)
+
+
+async def test_an_untouched_amount_follows_the_payment(desk: Desk, simulator: SimHandle) -> None:
+    _, pk = await _import(desk, simulator, currency="USD", amount_minor=10000)
+    page = await desk.client.get(f"/payments/{pk}")
+    tokens = _form_fields(page.text)
+    assert 'id="refund-amount-default" name="amount_default" value="100.00"' in page.text
+    async with desk.session() as s:
+        payment = await s.get(Payment, pk)
+        assert payment is not None
+        await add_refund(s, payment, amount_minor=2500)
+        payment.refunded_minor, payment.refund_count = 2500, 1
+        await s.commit()
+    body = {"amount": "100.00", "amount_default": "100.00", "currency": "USD", "reason": ""}
+    answer = await desk.post_form(
+        f"/payments/{pk}/refunds/validate", body | {"note": ""} | tokens, htmx=True
+    )
+    # The offered amount moves to what is refundable now (static/app.js puts it in the
+    # field unless the agent typed meanwhile), and it is judged as such.
+    offered = 'id="refund-amount-default" name="amount_default" value="75.00" hx-swap-oob'
+    assert offered in answer.text
+    assert "The amount was updated to match" in _text(answer.text)
+    assert not re.search(r'id="refund-amount-errors"[^>]*>\s*<p', answer.text)
+
+
+async def test_refund_again_prefills_a_new_form_from_a_failed_refund(
+    desk: Desk, simulator: SimHandle
+) -> None:
+    _, pk = await _import(desk, simulator, currency="USD", amount_minor=10000)
+    async with desk.session() as s:
+        payment = await s.get(Payment, pk)
+        assert payment is not None
+        failed = await add_refund(
+            s,
+            payment,
+            amount_minor=3000,
+            status=RefundStatus.FAILED,
+            reason="item_returned",
+            note="box came back",
+            result_code="MERCHANT_BALANCE_NOT_ENOUGH",
+        )
+        await s.commit()
+    page = await desk.client.get(f"/payments/{pk}")
+    text = _text(page.text)
+    assert "top it up" in text and "Ask finance to top up the Antom balance" in text
+    again_link = f"/payments/{pk}?again={failed.id}#refund-form"
+    assert again_link in unescape(page.text)
+    again = await desk.client.get(again_link.split("#")[0])
+    assert re.search(r'name="amount" value="30.00"', again.text)
+    assert re.search(r'<option value="item_returned" selected>', again.text)
+    assert 'value="box came back"' in again.text
+    assert f"Refunding again after the failed refund {failed.refund_request_id}" in again.text
+    # A new form: its own token; the refund it makes gets a new refundRequestId.
+    assert _form_fields(again.text)["form_token"] != _form_fields(page.text)["form_token"]
+    # Never for a refund that did not fail.
+    async with desk.session() as s:
+        payment = await s.get(Payment, pk)
+        assert payment is not None
+        ok = await add_refund(s, payment, amount_minor=1000, status=RefundStatus.SUCCEEDED)
+        await s.commit()
+    plain = await desk.client.get(f"/payments/{pk}?again={ok.id}")
+    assert "Refunding again" not in plain.text and 'name="amount" value="100.00"' in plain.text

@@ -1,4 +1,4 @@
-"""Live badges in real Chromium: two pages on one payment flip without a reload."""
+"""Live pages in real Chromium: two pages on one payment follow a change without a reload."""
 
 from __future__ import annotations
 
@@ -32,30 +32,11 @@ async def browser() -> AsyncIterator[Browser]:
         yield launched
 
 
-# Counts the SSE messages a page has applied (htmx's sse extension fires htmx:sseMessage)
-# in <html data-sse-messages>, and its stream's errors (htmx:sseError, e.g. the server went
-# away) in <html data-sse-errors>: attributes, because the desk's CSP forbids the eval that
-# page.wait_for_function would need.
-COUNT_SSE_MESSAGES = """
-document.addEventListener("htmx:sseMessage", () => {
-  const html = document.documentElement;
-  html.dataset.sseMessages = String(Number(html.dataset.sseMessages || 0) + 1);
-});
-document.addEventListener("htmx:sseError", () => {
-  const html = document.documentElement;
-  html.dataset.sseErrors = String(Number(html.dataset.sseErrors || 0) + 1);
-});
-"""
 DEADLINE_MS = int(DEADLINE_S * 1000)  # a condition that never holds: only a hang gets here
 
 
-async def sse_messages(page: Page) -> int:
-    return int(await page.locator("html").get_attribute("data-sse-messages") or 0)
-
-
 def requests_of(page: Page) -> list[str]:
-    """Every request ``page`` makes from now on, but its event streams: a page that is
-    pushed a change makes none (no reload, no polling)."""
+    """Every request ``page`` makes from now on, but its event stream."""
     made: list[str] = []
     page.on("request", lambda r: None if "/events?" in r.url else made.append(r.url))
     return made
@@ -63,7 +44,6 @@ def requests_of(page: Page) -> list[str]:
 
 async def signed_in_context(browser: Browser, base: str, user: User) -> BrowserContext:
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
-    await context.add_init_script(COUNT_SSE_MESSAGES)
     page = await context.new_page()
     await page.goto(f"{base}/login")
     await page.get_by_label("Email").fill(user.email)
@@ -77,16 +57,16 @@ async def signed_in_context(browser: Browser, base: str, user: User) -> BrowserC
 async def open_live(
     context: BrowserContext, url: str, errors: list[str], streams: list[str] | None = None
 ) -> Page:
-    """Open ``url`` and wait until its stream is subscribed: the server subscribes before
-    it sends the current state, so a page that has applied a message is listening."""
+    """Open ``url`` and wait until its stream is subscribed: the server says "ready" once
+    it listens, and static/app.js then marks the page live."""
     page = await context.new_page()
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     if streams is not None:
         page.on("request", lambda r: streams.append(r.url) if "/events?" in r.url else None)
     await page.goto(url)
-    await expect(page.locator("html")).to_have_attribute(
-        "data-sse-messages", re.compile(r"^[1-9]"), timeout=15_000
+    await expect(page.locator("#live-status")).to_have_attribute(
+        "data-live", "on", timeout=DEADLINE_MS
     )
     return page
 
@@ -111,32 +91,28 @@ async def test_two_pages_flip_without_reload(
     url = f"{live_server}/payments/{payment.id}"
     streams: list[str] = []
     pages = [await open_live(context, url, errors, streams) for _ in range(2)]
-    # One stream per page: the payment's stream carries its amounts and all its refunds.
-    assert streams == [f"{live_server}/events?payment={payment.id}&"] * 2
-    badges = [p.locator(f"#refund-badge-{refund.id} [data-status]") for p in pages]
+    # One stream per page, for the payment and its refund at the versions on show.
+    assert len(streams) == 2 and len(set(streams)) == 1, streams
+    assert f"payment={payment.id}." in streams[0] and f"refund={refund.id}.processing" in streams[0]
+    badges = [p.locator(f"#refund-status-{refund.id} [data-status]") for p in pages]
     for page, badge in zip(pages, badges, strict=True):
         await expect(badge).to_have_attribute("data-status", "processing")
         await expect(page.get_by_role("button", name="Check now")).to_be_visible()
         await expect(page.get_by_role("link", name="Alerts")).to_have_count(0)  # agents
 
     body, headers = signed(refund_result(refund))
-    applied = [await sse_messages(page) for page in pages]
     made = [requests_of(page) for page in pages]
     assert (await client.post("/webhooks/antom", content=body, headers=headers)).status_code == 200
     for badge in badges:
         await expect(badge).to_have_attribute("data-status", "succeeded", timeout=DEADLINE_MS)
-    # Pushed: each page applied new stream messages and asked the server for nothing.
-    now = [await sse_messages(page) for page in pages]
-    assert all(n > seen for n, seen in zip(now, applied, strict=True)), (applied, now)
-    assert made == [[], []]
-    for page in pages:
+    for page, asked in zip(pages, made, strict=True):
         # Settled: nothing left to check.
         await expect(page.get_by_role("button", name="Check now")).to_be_hidden()
         await expect(page.get_by_test_id("refundable")).to_have_text("$75.00")
-        await expect(page.locator(f'[sse-swap="payment-{payment.id}-refunded"]')).to_have_text(
-            "$25.00"
-        )
+        await expect(page.get_by_test_id("refunded")).to_have_text("$25.00")
         assert page.url == url  # no reload, no navigation
+        # Hinted, then fetched: the page asked for its fragments, rendered from the database.
+        assert f"{live_server}/payments/{payment.id}/live" in asked, asked
     await screenshot(pages[0], "status-live-badge")
     assert not [e for e in errors if "events" not in e], errors
     await context.close()
@@ -151,9 +127,14 @@ async def test_two_pages_flip_without_reload(
         "aria-current", "page"
     )
     await expect(alerts.get_by_text("made-elsewhere")).to_be_visible()
+    await expect(alerts.locator("#alerts-count")).to_have_text(re.compile(r"1"))
     await screenshot(alerts, "status-alerts")
+    await alerts.get_by_label("What was done").fill("Booked by finance, no action needed")
     await alerts.get_by_role("button", name="Mark resolved").click()
     await expect(alerts.get_by_text("Resolved")).to_be_visible()
+    await expect(alerts.get_by_text("Booked by finance")).to_be_visible()
+    # The navigation's count follows: nothing is open any more.
+    await expect(alerts.locator("#alerts-count")).to_be_hidden(timeout=DEADLINE_MS)
     await lead_context.close()
 
 
@@ -195,17 +176,15 @@ async def test_page_on_one_process_sees_a_change_ingested_by_another(
     context = await signed_in_context(browser, live_server, agent)
     errors: list[str] = []
     page = await open_live(context, f"{live_server}/payments/{payment.id}", errors)
-    badge = page.locator(f"#refund-badge-{refund.id} [data-status]")
+    badge = page.locator(f"#refund-status-{refund.id} [data-status]")
     await expect(badge).to_have_attribute("data-status", "processing")
 
     body, headers = signed(refund_result(refund, status="SUCCESS"))
-    made = requests_of(page)
     async with httpx.AsyncClient(base_url=instance_b) as to_b:
         answer = await to_b.post("/webhooks/antom", content=body, headers=headers)
     assert answer.status_code == 200, answer.text
 
     await expect(badge).to_have_attribute("data-status", "succeeded", timeout=DEADLINE_MS)
-    assert made == []  # pushed over A's stream, not fetched
     await expect(page.get_by_test_id("refundable")).to_have_text("$60.00")
     await screenshot(page, "status-two-processes")
     assert not errors, errors
@@ -232,7 +211,7 @@ async def test_page_catches_up_after_its_stream_drops(
     refund = await make_refund(engine, payment, amount_minor=1_000)
     context = await signed_in_context(browser, base, agent)
     page = await open_live(context, f"{base}/payments/{payment.id}", [])
-    badge = page.locator(f"#refund-badge-{refund.id} [data-status]")
+    badge = page.locator(f"#refund-status-{refund.id} [data-status]")
     await expect(badge).to_have_attribute("data-status", "processing")
 
     # An abrupt end (crash, deploy): open streams are cut, not drained.
@@ -240,9 +219,9 @@ async def test_page_catches_up_after_its_stream_drops(
     server.thread.join(timeout=15)
     sock.close()
     await settle(engine, refund)
-    # The page has seen its stream fail, and nobody told it about the change.
-    await expect(page.locator("html")).to_have_attribute(
-        "data-sse-errors", re.compile(r"^[1-9]"), timeout=DEADLINE_MS
+    # The page has seen its stream fail (and says so), and nobody told it about the change.
+    await expect(page.locator("#live-status")).to_have_attribute(
+        "data-live", "off", timeout=DEADLINE_MS
     )
     await expect(badge).to_have_attribute("data-status", "processing")
 
@@ -253,6 +232,7 @@ async def test_page_catches_up_after_its_stream_drops(
     restarted.start()
     try:
         await expect(badge).to_have_attribute("data-status", "succeeded", timeout=DEADLINE_MS)
+        await expect(page.locator("#live-status")).to_have_attribute("data-live", "on")
         assert page.url == f"{base}/payments/{payment.id}"
     finally:
         await context.close()

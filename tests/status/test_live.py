@@ -1,9 +1,12 @@
-"""Live badges over SSE: a change ingested anywhere reaches open streams within a second."""
+"""Live pages over SSE: a change ingested anywhere reaches open streams as a hint within a
+second, and the fragments a page fetches on a hint say what the database says."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -14,7 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tests.status.conftest import make_payment, make_refund, refund_result, signed
 from tests.support.fixtures_app import ServerThread, login, only_postgres
 from web.app import create_app
-from web.models import User
+from web.db import session_scope
+from web.live import payment_version
+from web.models import Payment, User
 from web.settings import Settings
 
 
@@ -64,9 +69,11 @@ async def test_stream_starts_with_current_state_then_follows_changes(
     refund = await make_refund(engine, payment, amount_minor=2_500)
     await login(client, agent)
 
+    # Watched without versions: the stream says where each one stands at once.
     async with sse(client, f"refund={refund.id}&payment={payment.id}") as stream:
-        assert "Processing" in await stream.until(f"refund-{refund.id}")
-        assert await stream.until(f"payment-{payment.id}-refundable") == "$75.00"
+        assert await stream.until("ready") == "ready"
+        assert await stream.until(f"refund-{refund.id}") == "processing"
+        await stream.until(f"payment-{payment.id}")
 
         webhook_sender = await new_client()
         started = time.monotonic()
@@ -74,10 +81,39 @@ async def test_stream_starts_with_current_state_then_follows_changes(
             "/webhooks/antom", content=(s := signed(refund_result(refund)))[0], headers=s[1]
         )
         assert response.status_code == 200
-        badge = await stream.until(f"refund-{refund.id}", within=1.0)
-        assert 'data-status="succeeded"' in badge
+        assert await stream.until(f"refund-{refund.id}", within=1.0) == "succeeded"
         assert time.monotonic() - started < 1.0
-        assert await stream.until(f"payment-{payment.id}-refunded") == "$25.00"
+        await stream.until(f"payment-{payment.id}")
+    # A hint carries no content: the page fetches its parts, rendered from the database.
+    live = await client.get(f"/payments/{payment.id}/live", headers={"HX-Request": "true"})
+    assert 'data-testid="refunded">$25.00<' in live.text
+    assert 'data-testid="refundable">$75.00<' in live.text
+    assert 'id="payment-refunds"' in live.text and 'data-status="succeeded"' in live.text
+
+
+async def test_a_page_rendered_at_the_current_versions_gets_no_hint_until_a_change(
+    client: httpx.AsyncClient, engine: AsyncEngine, agent: User, new_client: Any
+) -> None:
+    payment = await make_payment(engine, amount_minor=10_000)
+    refund = await make_refund(engine, payment, amount_minor=2_500)
+    await login(client, agent)
+    page = await client.get(f"/payments/{payment.id}")
+    watch = re.search(r'id="payment-refunds" data-watch="([^"]+)"', page.text)
+    assert watch, "the payment page says what it shows"
+    query = html.unescape(watch.group(1))
+    assert f"refund={refund.id}.processing" in query
+
+    async with sse(client, query) as stream:
+        assert await stream.until("ready") == "ready"
+        sender = await new_client()
+        body, headers = signed(refund_result(refund))
+        assert (await sender.post("/webhooks/antom", content=body, headers=headers)).is_success
+        # The first thing after "ready" is the change, not a catch-up of what was seen.
+        event, data = await stream.next()
+        assert (event, data) in (
+            (f"refund-{refund.id}", "succeeded"),
+            (f"payment-{payment.id}", data),
+        )
 
 
 async def test_stream_needs_a_signed_in_user(client: httpx.AsyncClient) -> None:
@@ -109,13 +145,12 @@ async def test_change_ingested_by_another_instance_reaches_this_one(
             sse(viewer, f"refund={refund.id}") as stream,
             httpx.AsyncClient(base_url=other_url) as to_b,
         ):
-            assert "Processing" in await stream.until(f"refund-{refund.id}")
+            assert await stream.until(f"refund-{refund.id}") == "processing"
             body, headers = signed(refund_result(refund))
             assert (
                 await to_b.post("/webhooks/antom", content=body, headers=headers)
             ).status_code == 200
-            badge = await stream.until(f"refund-{refund.id}", within=1.0)
-            assert 'data-status="succeeded"' in badge
+            assert await stream.until(f"refund-{refund.id}", within=1.0) == "succeeded"
     finally:
         instance_b.stop()
         sock.close()
@@ -141,15 +176,16 @@ async def test_health_and_metrics_report_status_work(
     assert "refund_desk_poller_rate_limit_hits_total" in metrics
 
 
-async def test_a_payment_stream_carries_its_refunds_new_ones_included(
+async def test_a_payment_stream_hints_at_its_refunds_new_ones_included(
     client: httpx.AsyncClient, engine: AsyncEngine, agent: User, new_client: Any
 ) -> None:
     payment = await make_payment(engine, amount_minor=10_000)
-    refund = await make_refund(engine, payment, amount_minor=1_000)
+    await make_refund(engine, payment, amount_minor=1_000)
     await login(client, agent)
+    version = payment_version(await reload_payment(engine, payment.id or 0))
 
-    async with sse(client, f"payment={payment.id}") as stream:
-        assert "Processing" in await stream.until(f"refund-{refund.id}")
+    async with sse(client, f"payment={payment.id}.{version}") as stream:
+        assert await stream.until("ready") == "ready"
         sender = await new_client()
         body, headers = signed(
             refund_result(
@@ -161,8 +197,35 @@ async def test_a_payment_stream_carries_its_refunds_new_ones_included(
             )
         )
         assert (await sender.post("/webhooks/antom", content=body, headers=headers)).is_success
-        event, data = await stream.next(within=2.0)
-        while not (event or "").startswith("refund-") or event == f"refund-{refund.id}":
-            event, data = await stream.next(within=2.0)
-        assert 'data-status="succeeded"' in data  # the external refund, new to the page
-        assert await stream.until(f"payment-{payment.id}-refundable") == "$85.00"
+        assert await stream.until(f"payment-{payment.id}") != version
+    live = (await client.get(f"/payments/{payment.id}/live", headers={"HX-Request": "true"})).text
+    # The external refund is a new row, with its badge, beside the existing one.
+    assert live.count('id="refund-row-') == 2 and "External" in live
+    assert 'data-testid="refundable">$85.00<' in live
+
+
+async def test_a_list_stream_hints_at_new_rows_and_changed_shown_ones(
+    client: httpx.AsyncClient, engine: AsyncEngine, agent: User, new_client: Any
+) -> None:
+    payment = await make_payment(engine, amount_minor=10_000)
+    shown = await make_refund(engine, payment, amount_minor=1_000)
+    other = await make_refund(engine, payment, amount_minor=1_000)  # not on the page
+    await login(client, agent)
+    sender = await new_client()
+    query = f"refunds={other.id}&refund={shown.id}.processing"
+    async with sse(client, query) as stream:
+        assert await stream.until("ready") == "ready"
+        body, headers = signed(refund_result(other))
+        assert (await sender.post("/webhooks/antom", content=body, headers=headers)).is_success
+        body, headers = signed(refund_result(shown))
+        assert (await sender.post("/webhooks/antom", content=body, headers=headers)).is_success
+        # The row not on show says nothing to the list; the shown one does.
+        seen = dict([await stream.next(), await stream.next()])
+        assert seen == {f"refund-{shown.id}": "succeeded", "refunds": "refunds"}
+
+
+async def reload_payment(engine: AsyncEngine, pk: int) -> Payment:
+    async with session_scope(engine) as session:
+        found = await session.get(Payment, pk)
+        assert found is not None
+        return found

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from litestar.types import ControllerRouterHandler
 
-from web.routes import admin, api, health, live, orders, payments, refunds, session, sso, webhooks
+from web.routes import (
+    account,
+    admin,
+    api,
+    health,
+    live,
+    orders,
+    payments,
+    refunds,
+    session,
+    sso,
+    webhooks,
+)
 
 ROUTE_HANDLERS: list[ControllerRouterHandler] = [
     *session.ROUTES,
@@ -14,6 +26,7 @@ ROUTE_HANDLERS: list[ControllerRouterHandler] = [
     *refunds.ROUTES,
     webhooks.antom_webhook,
     *live.ROUTES,
+    *account.ROUTES,
     *api.ROUTES,
     *orders.ROUTES,
     *admin.ROUTES,

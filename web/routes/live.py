@@ -1,19 +1,21 @@
-"""Live status: the SSE stream, "check now", and the leads' list of alerts.
+"""Live status: the SSE stream of hints, "check now", and the leads' alerts.
 
-``GET /events?refund=1&refund=2&payment=5`` streams named events for those objects, a
-payment's refunds included (all refunds and payments when none are named). Each
-connection, reconnections included, starts with their current state, so a page that lost
-its stream catches up without reloading; so does every open stream after the listener
-reconnected (a ``resync`` event, then the current state again). Pages mark what to replace with
-``sse-swap="refund-<id>"``, ``sse-swap="payment-<id>-refundable"`` etc. (see
-``templates/live/macros.html``).
+``GET /events?payment=5.<version>&refund=7.<version>&refunds=<id>&payments=<id>&alerts=<n>``
+streams *hints* for what the page shows (``web.live.Watch``): ``event: payment-5``,
+``event: refund-7`` (data: the new version), ``event: refunds`` / ``payments`` (a listed
+row changed or a newer one exists) and ``event: alerts``. A hint carries no content:
+``static/app.js`` answers it by fetching the page's fragments, rendered from the
+database. Each connection first says ``ready`` (it is subscribed), then hints at
+whatever moved since the versions the page was rendered at; after the listener
+reconnected, a ``resync`` event and hints for everything watched.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from litestar import Request, get, post
@@ -21,105 +23,69 @@ from litestar.channels import ChannelsPlugin, Subscriber
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
-from litestar.params import FromPath, FromQuery
+from litestar.params import FromPath, FromQuery, URLEncodedBody
 from litestar.response import ServerSentEvent, ServerSentEventMessage, Template
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from web.auth import requires_role
+from web.htmx import STALE
 from web.live import (
     CHANNEL,
     HEARTBEAT_S,
-    PaymentState,
-    RefundState,
+    Watch,
     decode,
+    hints,
     is_resync,
-    snapshot,
+    open_alert_count,
+    parse_watch,
+    since_seen,
+    unseen,
 )
 from web.models import Role, User
 from web.request_ids import request_id_of
 from web.services import listing
-from web.services.alerts import resolve
+from web.services.alerts import alert_by_pk, resolve
 from web.services.poller import Poller
-from web.templating import money
 
-MAX_IDS = 200
 RETRY_MS = 2000
 
 
-def _events(
-    request: Request[Any, Any, Any],
-    refunds: Iterable[RefundState],
-    payments: Iterable[PaymentState],
-) -> list[ServerSentEventMessage]:
-    templates = request.app.template_engine
-    assert templates is not None
-    badge = templates.get_template("live/_badge.html")
-    messages = [
-        ServerSentEventMessage(event=f"refund-{r.id}", data=badge.render(status=r.status))
-        for r in refunds
-    ]
-    for p in payments:
-        for name, minor in (
-            ("refundable", p.refundable_minor),
-            ("refunded", p.refunded_minor),
-            ("in-flight", p.reserved_minor),
-        ):
-            messages.append(
-                ServerSentEventMessage(
-                    event=f"payment-{p.id}-{name}", data=money(minor, p.currency)
-                )
-            )
-    return messages
+def _hint(name: str, data: str) -> ServerSentEventMessage:
+    # Empty data would make EventSource drop the event: the name stands in for it.
+    return ServerSentEventMessage(event=name, data=data or name)
 
 
 async def _stream(
-    request: Request[Any, Any, Any],
-    channels: ChannelsPlugin,
-    engine: AsyncEngine,
-    refund_ids: set[int],
-    payment_ids: set[int],
+    channels: ChannelsPlugin, engine: AsyncEngine, watch: Watch
 ) -> AsyncIterator[ServerSentEventMessage]:
-    everything = not (refund_ids or payment_ids)
     # Subscribe before reading the current state, so nothing falls between the two.
     async with channels.start_subscription(CHANNEL) as subscriber:
         # First bytes at once: routers drop a stream that stays silent (pitfall d8).
         yield ServerSentEventMessage(comment="connected", retry=RETRY_MS)
-        if not everything:
-            for message in await _current(request, engine, refund_ids, payment_ids):
-                yield message
+        yield ServerSentEventMessage(event="ready", data="ready")
+        for name, version in await _moved_since_seen(engine, watch):
+            yield _hint(name, version)
         async for data in _with_heartbeat(subscriber):
             if data is None:
                 yield ServerSentEventMessage(comment="ping")
                 continue
             if is_resync(data):
                 # The listener was reconnected: changes made during the gap were never
-                # announced, so send the current state again (as on a reconnection).
-                yield ServerSentEventMessage(event="resync", data="")
-                if not everything:
-                    for message in await _current(request, engine, refund_ids, payment_ids):
-                        yield message
+                # announced, so the page re-reads everything it shows.
+                yield ServerSentEventMessage(event="resync", data="resync")
+                for name, version in await _moved_since_seen(engine, unseen(watch)):
+                    yield _hint(name, version)
                 continue
-            refunds, payments = decode(data)
-            if not everything:
-                # A payment's stream also carries its refunds, new ones included.
-                refunds = [r for r in refunds if r.id in refund_ids or r.payment in payment_ids]
-                payments = [p for p in payments if p.id in payment_ids]
-            for message in _events(request, refunds, payments):
-                yield message
+            for name, version in hints(watch, decode(data)):
+                yield _hint(name, version)
 
 
-async def _current(
-    request: Request[Any, Any, Any],
-    engine: AsyncEngine,
-    refund_ids: set[int],
-    payment_ids: set[int],
-) -> list[ServerSentEventMessage]:
+async def _moved_since_seen(engine: AsyncEngine, watch: Watch) -> list[tuple[str, str]]:
+    if watch.empty:
+        return []
     async with AsyncSession(engine) as session:
-        refunds, payments = await snapshot(
-            session, refund_ids, payment_ids, refunds_of_payments=True
-        )
-    return _events(request, refunds, payments)
+        return hints(watch, await since_seen(session, watch))
 
 
 async def _with_heartbeat(subscriber: Subscriber) -> AsyncGenerator[bytes | None, None]:
@@ -149,16 +115,17 @@ async def _with_heartbeat(subscriber: Subscriber) -> AsyncGenerator[bytes | None
 
 @get("/events", name="live:events", cache_control=None, include_in_schema=False)
 async def events(
-    request: Request[Any, Any, Any],
     channels: NamedDependency[ChannelsPlugin],
     engine: NamedDependency[AsyncEngine],
-    refund: FromQuery[list[int] | None] = None,
-    payment: FromQuery[list[int] | None] = None,
+    payment: FromQuery[list[str] | None] = None,
+    refund: FromQuery[list[str] | None] = None,
+    refunds: FromQuery[str | None] = None,
+    payments: FromQuery[str | None] = None,
+    alerts: FromQuery[str | None] = None,
 ) -> ServerSentEvent:
-    refund_ids = set((refund or [])[:MAX_IDS])
-    payment_ids = set((payment or [])[:MAX_IDS])
+    watch = parse_watch(payment or [], refund or [], refunds, payments, alerts)
     return ServerSentEvent(
-        _stream(request, channels, engine, refund_ids, payment_ids),
+        _stream(channels, engine, watch),
         headers={"cache-control": "no-store", "x-accel-buffering": "no"},
     )
 
@@ -170,7 +137,8 @@ async def check_refund(
     state: State,
     db_session: NamedDependency[AsyncSession],
 ) -> Template:
-    """Ask Antom about one refund now (htmx); answers with its badge and what was learnt."""
+    """Ask Antom about one refund now (htmx): answers with what was learnt, as a message;
+    the page then re-reads the refund's parts from the database (``STALE``)."""
     poller = getattr(state, "poller", None)
     if isinstance(poller, Poller):
         result = await poller.check_now(refund_pk, request_id=request_id_of(request))
@@ -181,7 +149,9 @@ async def check_refund(
     if refund is None:
         raise NotFoundException("No such refund")
     return Template(
-        template_name="live/_check.html", context={"refund": refund, "message": message}
+        template_name="live/_check.html",
+        context={"refund": refund, "message": message},
+        headers=STALE,
     )
 
 
@@ -200,6 +170,11 @@ _CHECK_MESSAGES = {
 }
 
 
+@dataclass
+class ResolveForm:
+    note: str = ""
+
+
 @get(
     "/alerts",
     name="live:alerts",
@@ -209,7 +184,24 @@ _CHECK_MESSAGES = {
 async def alerts(db_session: NamedDependency[AsyncSession]) -> Template:
     """What leads must look at: external refunds, stuck refunds, mismatches, orphans."""
     rows = await listing.open_alerts(db_session)
-    return Template(template_name="live/alerts.html", context={"alerts": rows})
+    return Template(
+        template_name="live/alerts.html",
+        context={"alerts": rows, "open_count": await open_alert_count(db_session)},
+    )
+
+
+@get(
+    "/alerts/count",
+    name="live:alerts_count",
+    guards=[requires_role(Role.LEAD, Role.ADMIN)],
+    include_in_schema=False,
+)
+async def alerts_count(db_session: NamedDependency[AsyncSession]) -> Template:
+    """The navigation's count of open alerts (fetched on load and on every alerts hint)."""
+    return Template(
+        template_name="live/_alerts_count.html",
+        context={"open_count": await open_alert_count(db_session)},
+    )
 
 
 @post(
@@ -221,13 +213,28 @@ async def alerts(db_session: NamedDependency[AsyncSession]) -> Template:
 )
 async def resolve_alert(
     alert_pk: FromPath[int],
+    data: URLEncodedBody[ResolveForm],
     db_session: NamedDependency[AsyncSession],
     current_user: NamedDependency[User],
 ) -> Template:
-    alert = await resolve(db_session, alert_pk, current_user)
+    if not data.note.strip():
+        # A resolved alert says what was done about it; the lead is asked, nothing changes.
+        alert = await alert_by_pk(db_session, alert_pk)
+        if alert is None:
+            raise NotFoundException("No such alert")
+        return Template(
+            template_name="live/_alert_row.html",
+            context={"alert": alert, "error": "Say what was done before resolving it"},
+            status_code=422,
+        )
+    alert = await resolve(db_session, alert_pk, current_user, note=data.note)
     if alert is None:
         raise NotFoundException("No such alert")
-    return Template(template_name="live/_alert_row.html", context={"alert": alert})
+    return Template(
+        template_name="live/_alert_row.html",
+        context={"alert": alert, "resolver": current_user},
+        headers=STALE,
+    )
 
 
-ROUTES = [events, check_refund, alerts, resolve_alert]
+ROUTES = [events, check_refund, alerts, alerts_count, resolve_alert]

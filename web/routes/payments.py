@@ -3,11 +3,16 @@
 Handlers parse, call one service, pick a template. The list and the refund form serve
 htmx swaps and plain browsers from the same URLs; ``web.htmx.page_or_fragment``
 decides which, so the back button and a JavaScript-free browser get whole pages.
+
+Live: ``GET /payments/{id}/live`` re-renders every part of the payment page that shows
+the payment or its refunds (header, amounts, facts, refunds, result banner) from the
+database, out of band; the page asks for it whenever its stream hints that the payment
+changed (``web/live.py``). ``GET /payments/fresh`` does the same for the rows a list
+shows, and counts the payments that arrived since it was rendered.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,25 +29,25 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from web.antom.client import AntomClient
 from web.db import session_scope
-from web.htmx import page_or_fragment, wants_fragment
-from web.models import Payment, RefundStatus, User
+from web.htmx import page_or_fragment, page_or_oob, wants_fragment
+from web.live import payment_version, refund_version
+from web.models import Payment, Refund, RefundStatus, User
 from web.request_ids import request_id_of
+from web.rules.glance import refund_blockers
 from web.rules.refunds import REFUND_REASONS, PaymentFacts, profile_for, reason_label
-from web.services import listing, orders
+from web.services import freshness, listing, orders
 from web.services.imports import find_in_antom
+from web.services.refund_form import OpenForm, again_form, fresh_form, recheck
 from web.services.refunds import (
-    FormCheck,
     RefundDraft,
     SubmitOutcome,
-    check_draft,
-    new_form,
     payment_facts,
     submit_refund,
 )
 from web.settings import Settings
 
-# 422 tells scripts and tests the refund was refused; htmx is configured (static/app.js)
-# to swap 422 bodies, so the form with its messages replaces the one that was sent.
+# 422 tells scripts and tests the refund was refused; htmx is configured (base.html) to
+# swap 422 bodies, so the messages of the refused form reach the page.
 REFUSED = 422
 
 
@@ -56,6 +61,8 @@ class RefundForm:
     note: str = ""
     form_token: str = ""
     refundable_token: str = ""
+    # The amount the form offered by itself: an amount equal to it is not the agent's.
+    amount_default: str = ""
 
     def draft(self) -> RefundDraft:
         return RefundDraft(
@@ -79,8 +86,31 @@ class RefundWindow:
     days_left: int
 
 
+@dataclass(frozen=True, slots=True)
+class ListLive:
+    """What a list page tells its stream and its refreshes: the newest row it knew of,
+    the rows it shows (with their versions), and whether it is the first page."""
+
+    since: int
+    shown: list[tuple[int, str]]
+    first_page: bool
+
+    @property
+    def shown_ids(self) -> str:
+        return ",".join(str(pk) for pk, _ in self.shown)
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def parse_ids(text: str) -> list[int]:
+    """``"12,7,9"`` → ``[12, 7, 9]``; anything malformed is dropped."""
+    return [
+        int(part)
+        for part in text.split(",")[: freshness.MAX_SHOWN]
+        if part.isascii() and part.isdigit() and len(part) <= 18
+    ]
 
 
 async def _payment_or_404(session: AsyncSession, payment_pk: int) -> Payment:
@@ -100,33 +130,41 @@ async def _payment_context(
     payment: Payment,
     user: User,
     *,
-    draft: RefundDraft | None = None,
-    check: FormCheck | None = None,
+    form: OpenForm | None = None,
 ) -> dict[str, Any]:
-    """Everything the payment page and its fragments render from.
-
-    ``draft``/``check`` re-show a refused form; otherwise a fresh form is built.
-    """
+    """Everything the payment page and its fragments render from (``form``: the refund
+    form as it should show; a fresh one otherwise)."""
     now = _now()
-    fresh_draft, fresh_check = await new_form(session, payment, user, now)
+    form = form or await fresh_form(session, payment, user, now)
     facts = await payment_facts(session, payment)
-    if draft is not None:
-        # Keep what the agent typed, with the refundable state as it is now: a refusal
-        # for a stale form must not refuse every later attempt too.
-        draft = dataclasses.replace(draft, refundable_token=fresh_draft.refundable_token)
+    refunds = await listing.refunds_of_payment(session, payment)
     return {
         "payment": payment,
         "facts": facts,
+        "blockers": refund_blockers(facts, now),
         "profile": profile_for(payment.method),
         "window": _window(facts, now) if payment.paid_at else None,
-        "refunds": await listing.refunds_of_payment(session, payment),
+        "refunds": refunds,
         "order": await orders.order_for_payment(session, payment),
-        "draft": draft or fresh_draft,
-        "check": check or fresh_check,
+        "form": form,
+        "draft": form.draft,
+        "check": form.check,
         "reasons": REFUND_REASONS,
         "reason_label": reason_label,
+        # What the page's stream watches, at the versions rendered here (web/live.py).
+        "watch": [("payment", f"{payment.id}.{payment_version(payment)}")]
+        + [("refund", f"{row.refund.id}.{refund_version(row.refund)}") for row in refunds],
         "oob": False,
     }
+
+
+async def _result_refund(
+    session: AsyncSession, payment: Payment, refund_pk: int | None
+) -> Refund | None:
+    if refund_pk is None:
+        return None
+    refund = await session.get(Refund, refund_pk)
+    return refund if refund is not None and refund.payment_pk == payment.id else None
 
 
 class PaymentController(Controller):
@@ -164,6 +202,52 @@ class PaymentController(Controller):
         )
         return await _list_page(request, db_session, filters)
 
+    @get("/fresh", name="payments:fresh", include_in_schema=False)
+    async def fresh(
+        self,
+        db_session: NamedDependency[AsyncSession],
+        q: FromQuery[str] = "",
+        status: FromQuery[str] = "",
+        method: FromQuery[str] = "",
+        currency: FromQuery[str] = "",
+        date_field: FromQuery[str] = "",
+        date_from: FromQuery[str] = "",
+        date_to: FromQuery[str] = "",
+        has_refunds: FromQuery[str] = "",
+        sort: FromQuery[str] = "",
+        direction: FromQuery[str] = "",
+        since: FromQuery[int] = 0,
+        shown: FromQuery[str] = "",
+        first_page: FromQuery[str] = "",
+    ) -> Template:
+        """The list's shown rows re-rendered, and the "N new" bar (htmx, out of band)."""
+        filters = listing.payment_filters(
+            q=q,
+            status=status,
+            method=method,
+            currency=currency,
+            date_field=date_field,
+            date_from=date_from,
+            date_to=date_to,
+            has_refunds=has_refunds,
+            sort=sort,
+            direction=direction,
+        )
+        fresh = await freshness.fresh_payments(db_session, filters, parse_ids(shown), since)
+        live = ListLive(
+            since, [(p.id or 0, payment_version(p)) for p in fresh.rows], first_page == "1"
+        )
+        return Template(
+            template_name="payments/_fresh.html",
+            context={
+                "page": listing.Page(fresh.rows, None, None, len(fresh.rows), False),
+                "fresh": fresh,
+                "filters": filters,
+                "live": live,
+                "oob": True,
+            },
+        )
+
     @post("/find", name="payments:find")
     async def find(
         self,
@@ -196,10 +280,29 @@ class PaymentController(Controller):
         payment_pk: FromPath[int],
         db_session: NamedDependency[AsyncSession],
         current_user: NamedDependency[User],
+        again: FromQuery[int | None] = None,
     ) -> Template:
+        """The payment page; ``?again=<refund id>`` prefills the form from a failed refund."""
+        payment = await _payment_or_404(db_session, payment_pk)
+        form = None
+        if again is not None:
+            form = await again_form(db_session, payment, current_user, again, _now())
+        context = await _payment_context(db_session, payment, current_user, form=form)
+        return Template(template_name="payments/detail.html", context=context)
+
+    @get("/{payment_pk:int}/live", name="payments:live", include_in_schema=False)
+    async def live(
+        self,
+        payment_pk: FromPath[int],
+        db_session: NamedDependency[AsyncSession],
+        current_user: NamedDependency[User],
+        result: FromQuery[int | None] = None,
+    ) -> Template:
+        """The payment page's parts about the payment and its refunds, out of band."""
         payment = await _payment_or_404(db_session, payment_pk)
         context = await _payment_context(db_session, payment, current_user)
-        return Template(template_name="payments/detail.html", context=context)
+        context |= {"result": await _result_refund(db_session, payment, result), "oob": True}
+        return Template(template_name="payments/_live.html", context=context)
 
     @post("/{payment_pk:int}/refunds/validate", name="payments:refund_validate")
     async def validate_refund(
@@ -210,13 +313,10 @@ class PaymentController(Controller):
         current_user: NamedDependency[User],
     ) -> Template:
         payment = await _payment_or_404(db_session, payment_pk)
-        check = await check_draft(db_session, payment, current_user, data.draft(), _now())
-        context: dict[str, Any] = {"check": check, "payment": payment}
-        if "form" in check.errors:
-            # The payment moved under the form: show the new amounts and arm the form
-            # with the current state, so the agent's next edit is judged afresh.
-            context |= await _payment_context(db_session, payment, current_user)
-            context |= {"check": check, "oob": True}
+        form = await recheck(
+            db_session, payment, current_user, data.draft(), data.amount_default, _now()
+        )
+        context = await _payment_context(db_session, payment, current_user, form=form)
         return Template(template_name="payments/_refund_checks.html", context=context)
 
     @post("/{payment_pk:int}/refunds", name="payments:refund_submit")
@@ -254,7 +354,7 @@ class PaymentController(Controller):
             return Redirect(
                 request.app.route_reverse("payments:detail", payment_pk=payment_pk), status_code=303
             )
-        context |= {"refund": outcome.refund, "message": outcome.message, "oob": True}
+        context |= {"result": outcome.refund, "message": outcome.message, "oob": True}
         return Template(template_name="payments/_submitted.html", context=context)
 
 
@@ -273,13 +373,34 @@ async def _refused(
     data: RefundForm,
     outcome: SubmitOutcome,
 ) -> Template:
-    context = await _payment_context(
-        session, payment, user, draft=data.draft(), check=outcome.check
-    )
-    return page_or_fragment(
+    """A refused submit answers with the form's messages; htmx swaps only those (the
+    button that was pressed, and whatever has focus, stay where they are)."""
+    # Keep what the agent typed, judged against the payment as it is now: a refusal for
+    # a stale form must not refuse every later attempt too.
+    form = await recheck(session, payment, user, data.draft(), data.amount_default, _now())
+    if "form" in outcome.check.errors:
+        form = OpenForm(
+            form.draft,
+            outcome.check,
+            form.amount_default,
+            form.refundable_minor,
+            rearmed=True,
+            notice=form.notice,
+        )
+    else:
+        form = OpenForm(
+            form.draft,
+            outcome.check,
+            form.amount_default,
+            form.refundable_minor,
+            form.rearmed,
+            form.notice,
+        )
+    context = await _payment_context(session, payment, user, form=form)
+    return page_or_oob(
         request,
         page="payments/detail.html",
-        fragment="payments/_refund_form.html",
+        fragment="payments/_refund_checks.html",
         context=context,
         status_code=REFUSED,
     )
@@ -294,12 +415,19 @@ async def _list_page(
     find_error: str | None = None,
 ) -> Template:
     page = await listing.list_payments(session, filters)
+    live = ListLive(
+        await freshness.newest_payment_id(session),
+        [(p.id or 0, payment_version(p)) for p in page.rows],
+        first_page=not filters.cursor,
+    )
     context: dict[str, Any] = {
         "page": page,
         "filters": filters,
         "choices": listing.payment_choices(filters),
         "find_ref": find_ref,
         "find_error": find_error,
+        "live": live,
+        "oob": False,
     }
     if find_error is not None:
         return Template(template_name="payments/index.html", context=context, status_code=REFUSED)

@@ -1,4 +1,9 @@
-"""Refunds list (for agents and leads) and one refund's page with its timeline."""
+"""Refunds list (for agents and leads) and one refund's page with its timeline.
+
+Both stay true while open: ``GET /refunds/fresh`` re-renders the rows a list shows and
+counts the refunds that arrived since, and the refund page re-reads itself from
+``GET /refunds/{id}`` (as a fragment) whenever its stream hints that the refund changed.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +17,11 @@ from litestar.response import Template
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from web.htmx import page_or_fragment
+from web.live import refund_version
 from web.models import EventSource
+from web.routes.payments import ListLive, parse_ids
 from web.rules.refunds import reason_label
-from web.services import listing
+from web.services import freshness, listing
 
 SOURCE_LABELS: dict[str, str] = {
     EventSource.AGENT: "Agent",
@@ -57,29 +64,91 @@ class RefundController(Controller):
             direction=direction,
             cursor=cursor,
         )
+        page = await listing.list_refunds(db_session, filters)
+        live = ListLive(
+            await freshness.newest_refund_id(db_session),
+            [(row.refund.id or 0, refund_version(row.refund)) for row in page.rows],
+            first_page=not filters.cursor,
+        )
         context = {
-            "page": await listing.list_refunds(db_session, filters),
+            "page": page,
             "filters": filters,
             "choices": await listing.refund_choices(db_session, filters),
             "reason_label": reason_label,
+            "live": live,
+            "oob": False,
         }
         return page_or_fragment(
             request, page="refunds/index.html", fragment="refunds/_table.html", context=context
         )
 
+    @get("/fresh", name="refunds:fresh", include_in_schema=False)
+    async def fresh(
+        self,
+        db_session: NamedDependency[AsyncSession],
+        status: FromQuery[str] = "",
+        agent: FromQuery[str] = "",
+        currency: FromQuery[str] = "",
+        date_from: FromQuery[str] = "",
+        date_to: FromQuery[str] = "",
+        payment: FromQuery[str] = "",
+        external: FromQuery[str] = "",
+        sort: FromQuery[str] = "",
+        direction: FromQuery[str] = "",
+        since: FromQuery[int] = 0,
+        shown: FromQuery[str] = "",
+        first_page: FromQuery[str] = "",
+    ) -> Template:
+        """The list's shown rows re-rendered, and the "N new" bar (htmx, out of band)."""
+        filters = listing.refund_filters(
+            status=status,
+            agent=agent,
+            currency=currency,
+            date_from=date_from,
+            date_to=date_to,
+            payment=payment,
+            external=external,
+            sort=sort,
+            direction=direction,
+        )
+        fresh = await freshness.fresh_refunds(db_session, filters, parse_ids(shown), since)
+        live = ListLive(
+            since,
+            [(row.refund.id or 0, refund_version(row.refund)) for row in fresh.rows],
+            first_page == "1",
+        )
+        return Template(
+            template_name="refunds/_fresh.html",
+            context={
+                "page": listing.Page(fresh.rows, None, None, len(fresh.rows), False),
+                "fresh": fresh,
+                "filters": filters,
+                "reason_label": reason_label,
+                "live": live,
+                "oob": True,
+            },
+        )
+
     @get("/{refund_pk:int}", name="refunds:detail")
     async def detail(
-        self, refund_pk: FromPath[int], db_session: NamedDependency[AsyncSession]
+        self,
+        request: Request[Any, Any, Any],
+        refund_pk: FromPath[int],
+        db_session: NamedDependency[AsyncSession],
     ) -> Template:
         detail = await listing.refund_detail(db_session, refund_pk)
         if detail is None:
             raise NotFoundException(f"No refund {refund_pk}")
-        return Template(
-            template_name="refunds/detail.html",
+        return page_or_fragment(
+            request,
+            page="refunds/detail.html",
+            fragment="refunds/_detail.html",
             context={
                 "detail": detail,
                 "reason_label": reason_label,
                 "source_labels": SOURCE_LABELS,
+                # The fragment answers the page's own refresh: swapped by id.
+                "oob": True,
             },
         )
 

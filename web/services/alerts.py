@@ -44,11 +44,21 @@ async def raise_alert(
     return True
 
 
-async def resolve(session: AsyncSession, alert_pk: int, user: User) -> Alert | None:
-    """Mark an alert resolved by ``user`` (once; resolving again changes nothing)."""
+async def resolve(
+    session: AsyncSession, alert_pk: int, user: User, *, note: str = ""
+) -> Alert | None:
+    """Mark an alert resolved by ``user`` (once; resolving again changes nothing), with the
+    lead's note on what was done (kept in ``detail["resolution_note"]``)."""
     alert = await session.get(Alert, alert_pk)
     if alert is not None and alert.resolved_at is None:
         alert.resolved_at = utcnow()
         alert.resolved_by = user.id
+        if note.strip():
+            # A new dict: SQLAlchemy does not see changes made inside a JSON value.
+            alert.detail = {**(alert.detail or {}), "resolution_note": note.strip()[:500]}
         await session.flush()
     return alert
+
+
+async def alert_by_pk(session: AsyncSession, alert_pk: int) -> Alert | None:
+    return await session.get(Alert, alert_pk)

@@ -133,6 +133,11 @@ async def payment_facts(session: AsyncSession, payment: Payment) -> rules.Paymen
     if payment in session:
         # Other agents' refunds move these columns; decide on the database's values.
         await session.refresh(payment)
+    return facts_of(payment)
+
+
+def facts_of(payment: Payment) -> rules.PaymentFacts:
+    """The rules' view of a payment from its columns as loaded (no refresh)."""
     return rules.PaymentFacts(
         method=payment.method,
         currency=payment.currency,

@@ -3,7 +3,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-01 16:47:50.573602
+Create Date: 2026-12-01 16:57:04.991643
 """
 
 from collections.abc import Sequence
@@ -149,6 +149,7 @@ def upgrade() -> None:
         sa.Column("password_hash", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
         sa.Column("active", sa.Boolean(), nullable=False),
         sa.Column("session_version", sa.Integer(), nullable=False),
+        sa.Column("time_zone", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
