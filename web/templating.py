@@ -18,6 +18,7 @@ from web import timezones
 from web.antom.money import format_minor
 from web.live import refund_version
 from web.models import Payment
+from web.rules.access import Permission, can
 from web.rules.failures import advice
 from web.rules.glance import Blocker, refund_blockers
 from web.services.listing import match_spans
@@ -143,3 +144,6 @@ def configure_jinja(engine: JinjaTemplateEngine) -> None:
     env.globals["failure_advice"] = advice
     env.globals["refund_version"] = refund_version
     env.globals["blockers_of"] = blockers_of
+    # Templates ask the same permission table the routes declare (web/rules/access.py).
+    env.globals["can"] = can
+    env.globals["P"] = Permission

@@ -31,7 +31,9 @@ class TestOnPostgres:
         return make_settings(database_url=db_url)
 
     @only_postgres
-    async def test_healthz_reports_the_live_listener(self, client: httpx.AsyncClient) -> None:
+    async def test_healthz_reports_the_live_listener(
+        self, client: httpx.AsyncClient, db_url: str
+    ) -> None:
         body = (await client.get("/healthz")).json()
         assert (body["status"], body["database"]) == ("ok", "ok")
         assert (body["live"], body["live_reconnects"]) == ("ok", 0)

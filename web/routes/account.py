@@ -12,8 +12,10 @@ from litestar.plugins.flash import flash
 from litestar.response import Redirect, Response
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from web.auth import requires
 from web.htmx import is_htmx
 from web.models import User
+from web.rules.access import Permission
 from web.services.preferences import set_time_zone
 
 
@@ -24,7 +26,12 @@ class ZoneForm:
     source: str = ""
 
 
-@post("/account/time-zone", name="account:time_zone", status_code=200)
+@post(
+    "/account/time-zone",
+    name="account:time_zone",
+    status_code=200,
+    guards=[requires(Permission.USE_DESK)],
+)
 async def time_zone(
     request: Request[Any, Any, Any],
     data: URLEncodedBody[ZoneForm],

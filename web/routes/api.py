@@ -88,6 +88,7 @@ class OrderFeedController(Controller):
     @post(
         "/orders",
         name="api:orders",
+        exclude_from_auth=True,  # an API key, not a session (provide_orders_key)
         request_max_body_size=MAX_BODY_BYTES,
         status_code=HTTP_200_OK,
         dependencies={"api_key": Provide(provide_orders_key)},

@@ -28,7 +28,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage, Template
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from web.auth import requires_role
+from web.auth import requires
 from web.htmx import STALE
 from web.live import (
     CHANNEL,
@@ -42,8 +42,9 @@ from web.live import (
     since_seen,
     unseen,
 )
-from web.models import Role, User
+from web.models import User
 from web.request_ids import request_id_of
+from web.rules.access import Permission
 from web.services import listing
 from web.services.alerts import alert_by_pk, resolve
 from web.services.poller import Poller
@@ -113,7 +114,13 @@ async def _with_heartbeat(subscriber: Subscriber) -> AsyncGenerator[bytes | None
                 await pending
 
 
-@get("/events", name="live:events", cache_control=None, include_in_schema=False)
+@get(
+    "/events",
+    name="live:events",
+    cache_control=None,
+    include_in_schema=False,
+    guards=[requires(Permission.VIEW_PAYMENTS)],
+)
 async def events(
     channels: NamedDependency[ChannelsPlugin],
     engine: NamedDependency[AsyncEngine],
@@ -130,7 +137,12 @@ async def events(
     )
 
 
-@post("/refunds/{refund_pk:int}/check", name="refunds:check", status_code=200)
+@post(
+    "/refunds/{refund_pk:int}/check",
+    name="refunds:check",
+    status_code=200,
+    guards=[requires(Permission.VIEW_PAYMENTS)],
+)
 async def check_refund(
     request: Request[Any, Any, Any],
     refund_pk: FromPath[int],
@@ -178,7 +190,7 @@ class ResolveForm:
 @get(
     "/alerts",
     name="live:alerts",
-    guards=[requires_role(Role.LEAD, Role.ADMIN)],
+    guards=[requires(Permission.VIEW_ALERTS)],
     include_in_schema=False,
 )
 async def alerts(db_session: NamedDependency[AsyncSession]) -> Template:
@@ -193,7 +205,7 @@ async def alerts(db_session: NamedDependency[AsyncSession]) -> Template:
 @get(
     "/alerts/count",
     name="live:alerts_count",
-    guards=[requires_role(Role.LEAD, Role.ADMIN)],
+    guards=[requires(Permission.VIEW_ALERTS)],
     include_in_schema=False,
 )
 async def alerts_count(db_session: NamedDependency[AsyncSession]) -> Template:
@@ -207,7 +219,7 @@ async def alerts_count(db_session: NamedDependency[AsyncSession]) -> Template:
 @post(
     "/alerts/{alert_pk:int}/resolve",
     name="live:resolve",
-    guards=[requires_role(Role.LEAD, Role.ADMIN)],
+    guards=[requires(Permission.VIEW_ALERTS)],
     status_code=200,
     include_in_schema=False,
 )

@@ -16,10 +16,12 @@ from litestar.params import FromPath, FromQuery
 from litestar.response import Template
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from web.auth import requires
 from web.htmx import page_or_fragment
 from web.live import refund_version
 from web.models import EventSource
 from web.routes.payments import ListLive, parse_ids
+from web.rules.access import Permission
 from web.rules.refunds import reason_label
 from web.services import freshness, listing
 
@@ -35,6 +37,7 @@ SOURCE_LABELS: dict[str, str] = {
 
 class RefundController(Controller):
     path = "/refunds"
+    guards = (requires(Permission.VIEW_PAYMENTS),)
 
     @get("/", name="refunds:list")
     async def list_refunds(

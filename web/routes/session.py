@@ -14,9 +14,10 @@ from litestar.plugins.htmx import ClientRedirect
 from litestar.response import Redirect, Template
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from web.auth import sign_in, sign_out
+from web.auth import requires, sign_in, sign_out
 from web.htmx import LOGIN_PATH, is_htmx, safe_next
 from web.models import User
+from web.rules.access import Permission
 from web.services import throttle
 from web.services.users import authenticate, limits_for, revoke_sessions
 from web.settings import Settings
@@ -129,7 +130,7 @@ async def _to_login(
     return Redirect(LOGIN_PATH, status_code=303)
 
 
-@post("/logout", name="session:logout")
+@post("/logout", name="session:logout", guards=[requires(Permission.USE_DESK)])
 async def logout(
     request: Request[Any, Any, Any], db_session: NamedDependency[AsyncSession]
 ) -> Redirect | ClientRedirect:
@@ -138,7 +139,11 @@ async def logout(
     return await _to_login(request, db_session, "You are signed out.")
 
 
-@post("/account/sign-out-everywhere", name="session:sign-out-everywhere")
+@post(
+    "/account/sign-out-everywhere",
+    name="session:sign-out-everywhere",
+    guards=[requires(Permission.USE_DESK)],
+)
 async def sign_out_everywhere(
     request: Request[Any, Any, Any],
     current_user: NamedDependency[User],
@@ -149,7 +154,7 @@ async def sign_out_everywhere(
     return await _to_login(request, db_session, "You are signed out on every device and browser.")
 
 
-@get("/account", name="session:account")
+@get("/account", name="session:account", guards=[requires(Permission.USE_DESK)])
 async def account(
     current_user: NamedDependency[User], db_session: NamedDependency[AsyncSession]
 ) -> Template:
@@ -161,7 +166,7 @@ async def account(
     )
 
 
-@get("/", name="home")
+@get("/", name="home", guards=[requires(Permission.USE_DESK)])
 async def home() -> Redirect:
     return Redirect(HOME_PATH, status_code=303)
 
