@@ -1,4 +1,4 @@
-"""Sign-in sessions, CSRF, role guards and browser security headers.
+"""Sign-in sessions, CSRF, permission guards and browser security headers.
 
 A session is a ``UserSession`` row in the database; the AES-GCM encrypted cookie
 carries only its random token (and flash messages). Every request reads the session
@@ -28,7 +28,7 @@ from litestar.types import Message, Scope
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from web.db import session_scope
-from web.models import Role, User
+from web.models import User
 from web.rules.access import Permission, can
 from web.services.users import (
     ABSOLUTE_TIMEOUT_S,
@@ -47,8 +47,6 @@ _MAX_TOKEN_CHARS = 128  # token_urlsafe(32) is 43; anything longer is not ours
 # needs CSRF protection.
 PUBLIC_PATHS = ["^/login$", "^/static/", "^/healthz$", "^/webhooks/", "^/api/"]
 CSRF_EXEMPT_PATHS = ["^/webhooks/", "^/api/"]
-
-Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]
 
 
 def derive_key(secret_key: str, purpose: str) -> bytes:
@@ -145,20 +143,6 @@ class PermissionGuard:
             raise PermissionDeniedException(
                 f"You do not have the permission this needs ({self.permission.value})"
             )
-
-
-def requires_role(*roles: Role) -> Guard:
-    """A guard admitting only signed-in users with one of ``roles``."""
-    allowed = frozenset(roles)
-    names = " or ".join(r.value for r in roles)
-
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        user = current_user(connection)
-        if user is None or user.role not in allowed:
-            raise PermissionDeniedException(f"This needs the {names} role")
-
-    guard.__name__ = f"requires_{'_or_'.join(r.value for r in roles)}"
-    return guard
 
 
 def requires(permission: Permission) -> PermissionGuard:

@@ -17,15 +17,15 @@ from litestar.response import Template
 from tests.support.fixtures_app import csrf_token_from
 from web.antom.client import AntomClient
 from web.app import create_app
-from web.auth import requires_role
+from web.auth import requires
 from web.htmx import page_or_fragment
-from web.models import Role
+from web.rules.access import Permission
 from web.settings import Settings
 
 CANARY = "canary-9f8e7d6c5b4a"
 
 
-@get("/t/leads-only", guards=[requires_role(Role.LEAD, Role.ADMIN)])
+@get("/t/leads-only", guards=[requires(Permission.VIEW_ALERTS)])
 async def leads_only() -> str:
     return "lead area"
 
@@ -72,7 +72,7 @@ async def test_agent_is_refused_a_lead_route_with_a_403_page(
 ) -> None:
     response = await agent_client.get("/t/leads-only")
     assert response.status_code == 403
-    assert "This needs the lead or admin role" in response.text
+    assert "You do not have the permission this needs (view_alerts)" in response.text
     assert "<html" in response.text
 
 
