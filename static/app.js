@@ -11,7 +11,7 @@
 //      button is patched in place (never replaced under the pointer), and a live refresh
 //      waits while the element it would replace is pressed or holds the focus;
 //   4. the keyboard: "/" to search, arrows from the search box to the results, the amount
-//      focused on arrival, Enter on the reason submits;
+//      focused on arrival, Enter on the reason submits; dates typed and picked as ISO;
 //   5. the browser's time zone, offered once to a user who has not chosen one.
 (function () {
   "use strict";
@@ -185,29 +185,48 @@
 
   // A form marked data-latest-wins applies only the answer to its newest check, and none
   // while it is being submitted: an answer to an older input never overwrites a newer one.
+  // A refresh marked data-check-form="<form id>" judges that form too: its answer keeps
+  // the rest of the page, and drops only the form's part when it is no longer the newest.
+  function checkedForm(elt) {
+    if (elt.hasAttribute && elt.hasAttribute("data-check-form")) {
+      return document.getElementById(elt.getAttribute("data-check-form"));
+    }
+    return elt.closest ? elt.closest("form[data-latest-wins]") : null;
+  }
+
   document.addEventListener("htmx:beforeRequest", function (evt) {
     var elt = evt.detail.elt;
-    var form = elt.closest ? elt.closest("form[data-latest-wins]") : null;
+    var form = checkedForm(elt);
     if (!form) return;
     var xhr = evt.detail.xhr;
     if (elt === form) {
       form.deskSubmitting = (form.deskSubmitting || 0) + 1;
       form.setAttribute("aria-busy", "true");
       xhr.deskSubmitOf = form;
-    } else if (elt.hasAttribute("data-check")) {
+    } else if (elt.hasAttribute("data-check") || elt.hasAttribute("data-check-form")) {
       form.deskSeq = (form.deskSeq || 0) + 1;
       xhr.deskSeq = form.deskSeq;
       xhr.deskForm = form;
+      xhr.deskPartial = elt.hasAttribute("data-check-form");
     }
   });
+
+  // While an answer is being swapped (synchronously): the form whose part it must leave.
+  var staleFormPart = null;
 
   document.addEventListener("htmx:beforeSwap", function (evt) {
     var xhr = evt.detail.xhr;
     if (!xhr.deskSeq) return;
     var form = xhr.deskForm;
-    if (!document.body.contains(form) || form.deskSubmitting || xhr.deskSeq !== form.deskSeq) {
+    var gone = !document.body.contains(form);
+    if (!(gone || form.deskSubmitting || xhr.deskSeq !== form.deskSeq)) return;
+    if (!xhr.deskPartial) {
       evt.detail.shouldSwap = false;
+      return;
     }
+    // The form that is on the page now (a submit may have replaced the one asked about).
+    staleFormPart = gone ? document.getElementById(form.id) : form;
+    window.setTimeout(function () { staleFormPart = null; }, 0);
   });
 
   document.addEventListener("htmx:afterRequest", function (evt) {
@@ -261,6 +280,12 @@
     var target = evt.detail.target;
     var incoming = evt.detail.fragment && evt.detail.fragment.firstElementChild;
     if (!incoming) return;
+
+    // The form's part of a refresh the agent has typed past: hers is on its way.
+    if (staleFormPart && staleFormPart.contains(target)) {
+      evt.detail.shouldSwap = false;
+      return;
+    }
 
     // The refund button is patched, not replaced: a press that began on it ends on it.
     if (target.hasAttribute("data-patch")) {
@@ -372,6 +397,29 @@
       if (field.select) field.select();
     }
   }
+
+  // Dates are typed and shown year first; the browser's calendar is behind a button,
+  // through a hidden native date input whose choice is written back as YYYY-MM-DD.
+  document.addEventListener("click", function (evt) {
+    var button = evt.target.closest ? evt.target.closest(".date-pick") : null;
+    if (!button) return;
+    var name = button.getAttribute("data-date-for");
+    var field = document.getElementById(name);
+    var native = document.querySelector('[data-date-native="' + name + '"]');
+    if (!field || !native || !native.showPicker) return;
+    native.value = /^\d{4}-\d{2}-\d{2}$/.test(field.value) ? field.value : "";
+    native.showPicker();
+  });
+
+  document.addEventListener("change", function (evt) {
+    var native = evt.target;
+    if (!native.matches || !native.matches("[data-date-native]")) return;
+    var field = document.getElementById(native.getAttribute("data-date-native"));
+    if (!field || field.value === native.value) return;
+    field.value = native.value;
+    field.dispatchEvent(new Event("change", { bubbles: true }));
+    field.focus();
+  });
 
   // ---------------------------------------------------------------- 5. the time zone
 

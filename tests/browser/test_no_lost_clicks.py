@@ -178,3 +178,32 @@ async def test_from_the_list_to_a_submitted_refund_by_keyboard(
     assert keys.count <= 10, keys.count  # about 57 before
     assert not errors, errors
     await context.close()
+
+
+async def test_dates_are_typed_and_picked_year_first(
+    browser: Browser,
+    live_server: str,
+    simulator: SimHandle,
+    engine: AsyncEngine,
+    make_user: Callable[..., Awaitable[User]],
+) -> None:
+    """ISO dates everywhere, the date filters included, whatever the browser's locale."""
+    agent = await make_user(role="agent")
+    await desk_payment(engine, simulator, currency="USD", amount_minor=7_000)
+    context = await signed_in_context(browser, live_server, agent)
+    page = await context.new_page()
+    errors: list[str] = []
+    watch_errors(page, errors)
+    await page.goto(f"{live_server}/payments")
+    date_from = page.get_by_label("From", exact=True)
+    await expect(date_from).to_have_attribute("placeholder", "YYYY-MM-DD")
+    await date_from.fill("2026-03-01")
+    await date_from.press("Enter")
+    await expect(page).to_have_url(re.compile(r"date_from=2026-03-01"))
+    await expect(date_from).to_have_value("2026-03-01")
+    # The calendar is one button away, and what it picks is written year first.
+    await expect(
+        page.get_by_role("button", name="Pick the from date from a calendar")
+    ).to_be_visible()
+    assert not errors, errors
+    await context.close()

@@ -305,8 +305,16 @@ async def test_live_validation_messages_beside_each_field(desk: Desk, simulator:
     note_box = re.search(r'id="refund-note-errors"[^>]*>(.*?)</div>', other, re.S)
     assert note_box and "note" in note_box.group(1).lower()
 
+    # No reason yet: nothing to complain about while typing, but nothing to submit either.
     no_reason = await check()
-    assert re.search(r'id="refund-reason-errors"[^>]*>\s*<p class="field-error">', no_reason)
+    assert re.search(r'id="refund-reason-errors"[^>]*>\s*</div>', no_reason)
+    assert re.search(r'<button id="refund-submit"[^>]*aria-disabled="true"', no_reason)
+    submitted = await desk.post_form(
+        f"/payments/{pk}/refunds",
+        {"amount": "1200", "currency": "JPY", "reason": "", "note": ""} | tokens,
+        htmx=True,
+    )
+    assert re.search(r'id="refund-reason-errors"[^>]*>\s*<p class="field-error">', submitted.text)
 
     wrong_currency = await check(currency="USD", reason="customer_request")
     assert re.search(r'id="refund-currency-errors"[^>]*>\s*<p class="field-error">', wrong_currency)

@@ -85,7 +85,7 @@ async def test_stream_starts_with_current_state_then_follows_changes(
         assert time.monotonic() - started < 1.0
         await stream.until(f"payment-{payment.id}")
     # A hint carries no content: the page fetches its parts, rendered from the database.
-    live = await client.get(f"/payments/{payment.id}/live", headers={"HX-Request": "true"})
+    live = await client.post(f"/payments/{payment.id}/live", headers={"HX-Request": "true"})
     assert 'data-testid="refunded">$25.00<' in live.text
     assert 'data-testid="refundable">$75.00<' in live.text
     assert 'id="payment-refunds"' in live.text and 'data-status="succeeded"' in live.text
@@ -198,7 +198,8 @@ async def test_a_payment_stream_hints_at_its_refunds_new_ones_included(
         )
         assert (await sender.post("/webhooks/antom", content=body, headers=headers)).is_success
         assert await stream.until(f"payment-{payment.id}") != version
-    live = (await client.get(f"/payments/{payment.id}/live", headers={"HX-Request": "true"})).text
+    answer = await client.post(f"/payments/{payment.id}/live", headers={"HX-Request": "true"})
+    live = answer.text
     # The external refund is a new row, with its badge, beside the existing one.
     assert live.count('id="refund-row-') == 2 and "External" in live
     assert 'data-testid="refundable">$85.00<' in live

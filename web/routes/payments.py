@@ -4,11 +4,12 @@ Handlers parse, call one service, pick a template. The list and the refund form 
 htmx swaps and plain browsers from the same URLs; ``web.htmx.page_or_fragment``
 decides which, so the back button and a JavaScript-free browser get whole pages.
 
-Live: ``GET /payments/{id}/live`` re-renders every part of the payment page that shows
+Live: ``POST /payments/{id}/live`` re-renders every part of the payment page that shows
 the payment or its refunds (header, amounts, facts, refunds, result banner) from the
-database, out of band; the page asks for it whenever its stream hints that the payment
-changed (``web/live.py``). ``GET /payments/fresh`` does the same for the rows a list
-shows, and counts the payments that arrived since it was rendered.
+database, out of band, with the refund form re-judged against it; the page asks for it
+whenever its stream hints that the payment changed (``web/live.py``).
+``GET /payments/fresh`` does the same for the rows a list shows, and counts the payments
+that arrived since it was rendered.
 """
 
 from __future__ import annotations
@@ -28,11 +29,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from web.antom.client import AntomClient
+from web.auth import requires
 from web.db import session_scope
 from web.htmx import page_or_fragment, page_or_oob, wants_fragment
 from web.live import payment_version, refund_version
 from web.models import Payment, Refund, RefundStatus, User
 from web.request_ids import request_id_of
+from web.rules.access import Permission
 from web.rules.glance import refund_blockers
 from web.rules.refunds import REFUND_REASONS, PaymentFacts, profile_for, reason_label
 from web.services import freshness, listing, orders
@@ -73,6 +76,14 @@ class RefundForm:
             form_token=self.form_token,
             refundable_token=self.refundable_token,
         )
+
+
+@dataclass
+class LiveForm(RefundForm):
+    """The payment page's refresh: the refund form as it stands, and the refund whose
+    result the page shows (if any)."""
+
+    result: int | None = None
 
 
 @dataclass
@@ -169,6 +180,7 @@ async def _result_refund(
 
 class PaymentController(Controller):
     path = "/payments"
+    guards = (requires(Permission.VIEW_PAYMENTS),)
 
     @get("/", name="payments:list")
     async def list_payments(
@@ -290,21 +302,33 @@ class PaymentController(Controller):
         context = await _payment_context(db_session, payment, current_user, form=form)
         return Template(template_name="payments/detail.html", context=context)
 
-    @get("/{payment_pk:int}/live", name="payments:live", include_in_schema=False)
+    @post("/{payment_pk:int}/live", name="payments:live", include_in_schema=False, status_code=200)
     async def live(
         self,
         payment_pk: FromPath[int],
+        data: URLEncodedBody[LiveForm],
         db_session: NamedDependency[AsyncSession],
         current_user: NamedDependency[User],
-        result: FromQuery[int | None] = None,
     ) -> Template:
-        """The payment page's parts about the payment and its refunds, out of band."""
+        """Everything on the payment page about the payment and its refunds, out of band,
+        and the refund form re-judged against it, in one answer (so the page never shows
+        new amounts beside an old "Up to"). POST: the form's fields are no query string.
+        """
         payment = await _payment_or_404(db_session, payment_pk)
-        context = await _payment_context(db_session, payment, current_user)
-        context |= {"result": await _result_refund(db_session, payment, result), "oob": True}
-        return Template(template_name="payments/_live.html", context=context)
+        form = await recheck(
+            db_session, payment, current_user, data.draft(), data.amount_default, _now()
+        )
+        context = await _payment_context(db_session, payment, current_user, form=form)
+        result = await _result_refund(db_session, payment, data.result)
+        return Template(
+            template_name="payments/_live.html", context=context | {"result": result, "oob": True}
+        )
 
-    @post("/{payment_pk:int}/refunds/validate", name="payments:refund_validate")
+    @post(
+        "/{payment_pk:int}/refunds/validate",
+        name="payments:refund_validate",
+        guards=[requires(Permission.REFUND)],
+    )
     async def validate_refund(
         self,
         payment_pk: FromPath[int],
@@ -319,7 +343,11 @@ class PaymentController(Controller):
         context = await _payment_context(db_session, payment, current_user, form=form)
         return Template(template_name="payments/_refund_checks.html", context=context)
 
-    @post("/{payment_pk:int}/refunds", name="payments:refund_submit")
+    @post(
+        "/{payment_pk:int}/refunds",
+        name="payments:refund_submit",
+        guards=[requires(Permission.REFUND)],
+    )
     async def submit(
         self,
         request: Request[Any, Any, Any],

@@ -24,9 +24,9 @@ class FailureAdvice:
 # "check with a lead": the desk does not guess.
 _NEXT_STEPS: dict[str, tuple[str, bool]] = {
     "PROCESS_FAIL": (
-        "The buyer's account or bank did not take the refund. Check the buyer's details "
-        "with them, then refund again; if it fails twice, ask a team lead.",
-        True,
+        "Ask a team lead to raise it with Antom support; refund again only once they "
+        "know why it failed (the buyer's account may be closed or limited).",
+        False,
     ),
     "MERCHANT_BALANCE_NOT_ENOUGH": (
         "Ask finance to top up the Antom balance, then refund again.",

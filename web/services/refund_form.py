@@ -51,7 +51,7 @@ async def recheck(
     fresh, _ = await new_form(session, payment, user, now)
     facts = await payment_facts(session, payment)
     if draft.refundable_token == fresh.refundable_token:
-        check = await check_draft(session, payment, user, draft, now)
+        check = _quiet(await check_draft(session, payment, user, draft, now), draft)
         return OpenForm(draft, check, amount_default, facts.refundable_minor)
     edited = draft.amount_text.strip() != amount_default.strip()
     draft = dataclasses.replace(
@@ -59,7 +59,7 @@ async def recheck(
         refundable_token=fresh.refundable_token,
         amount_text=draft.amount_text if edited else fresh.amount_text,
     )
-    check = await check_draft(session, payment, user, draft, now)
+    check = _quiet(await check_draft(session, payment, user, draft, now), draft)
     refundable = format_minor(facts.refundable_minor, payment.currency)
     notice = f"This payment changed while you were editing: {refundable} is now refundable."
     if facts.refundable_minor <= 0:
@@ -76,6 +76,16 @@ async def recheck(
         rearmed=True,
         notice=notice,
     )
+
+
+def _quiet(check: FormCheck, draft: RefundDraft) -> FormCheck:
+    """No "choose a reason" while the agent has not reached the reason yet: live checks
+    say what is wrong, not what is still to do. The button still says the form is not
+    ready, and a submit names every missing field."""
+    if draft.reason.strip() or "reason" not in check.errors:
+        return check
+    errors = {k: v for k, v in check.errors.items() if k != "reason"}
+    return dataclasses.replace(check, errors=errors)
 
 
 async def fresh_form(
