@@ -64,6 +64,11 @@ def app(settings: Settings) -> Litestar:
 HTMX = {"HX-Request": "true", "HX-Current-URL": "http://127.0.0.1/t/both"}
 
 
+@pytest.fixture
+def in_process() -> bool:
+    return True  # requests and answers only: no socket needed
+
+
 # ------------------------------------------------------------------ guards
 
 

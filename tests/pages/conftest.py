@@ -47,6 +47,13 @@ def settings(make_settings: Callable[..., Settings], db_url: str, simulator: Sim
     return make_settings(simulator=simulator, database_url=db_url)
 
 
+@pytest.fixture
+def in_process() -> bool:
+    """Page requests need no socket: clients call the desk in-process (it still talks to
+    the real simulator over HTTP)."""
+    return True
+
+
 @pytest.fixture(name="desk")
 async def fx_desk(
     signed_in: Callable[..., Awaitable[tuple[httpx.AsyncClient, User]]], engine: AsyncEngine

@@ -13,10 +13,12 @@ from typing import Any
 
 import httpx
 
+from tests.support import keys
+from tests.support.net import TLS
 from tests.support.simulator import SimHandle, serve
 from tests.support.waiting import DEADLINE_S
 from web.antom import signing
-from web.antom.keys import load_private_key, load_public_key
+from web.antom.keys import load_public_key
 
 ACK = {"result": {"resultCode": "SUCCESS", "resultStatus": "S", "resultMessage": "success"}}
 
@@ -37,9 +39,9 @@ class Gateway:
     timeout: float = 10.0
 
     def __post_init__(self) -> None:
-        self._key = load_private_key(self.private_pem or self.sim.merchant_private_key_pem)
+        self._key = keys.private_key(self.private_pem or self.sim.merchant_private_key_pem)
         self._antom = load_public_key(self.sim.antom_public_key_pem)
-        self.http = httpx.Client(base_url=self.sim.base_url, timeout=self.timeout)
+        self.http = httpx.Client(base_url=self.sim.base_url, timeout=self.timeout, verify=TLS)
 
     def close(self) -> None:
         self.http.close()

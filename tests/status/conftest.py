@@ -21,7 +21,6 @@ from sqlmodel import col, select
 from tests.support import keys
 from tests.support.simulator import SimHandle
 from web.antom import signing
-from web.antom.keys import load_private_key
 from web.antom.messages import Answer
 from web.db import session_scope
 from web.models import (
@@ -78,7 +77,7 @@ def signed(
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     request_time = request_time or str(int(time.time() * 1000))
     value = signing.sign(
-        load_private_key(private_pem), uri=path, client_id=client_id, time=request_time, body=raw
+        keys.private_key(private_pem), uri=path, client_id=client_id, time=request_time, body=raw
     )
     headers = {
         "content-type": "application/json; charset=UTF-8",

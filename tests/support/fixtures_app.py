@@ -1,8 +1,9 @@
 """App fixtures: settings, a migrated database, a real server, users and signed-in clients.
 
-Loaded for every test by ``tests/conftest.py``. Everything talks real HTTP to a real
-uvicorn server on 127.0.0.1 running ``create_app(settings)`` in a thread, on a real
-SQLite file (or PostgreSQL, see ``db_url``) migrated with the project's Alembic history.
+Loaded for every test by ``tests/conftest.py``. Clients talk real HTTP to a real uvicorn
+server on 127.0.0.1 running ``create_app(settings)`` in a thread (or, where a module sets
+``in_process``, to the same app in-process), on a real SQLite file (or PostgreSQL, see
+``db_url``) migrated with the project's Alembic history.
 
 Fixtures (function scope unless noted)
 --------------------------------------
@@ -17,6 +18,11 @@ Fixtures (function scope unless noted)
 ``live_server``       Base URL (``http://127.0.0.1:PORT``) of uvicorn serving ``app``.
 ``client``            ``httpx.AsyncClient`` with ``base_url=live_server``, not signed in.
 ``new_client``        ``await new_client()`` -> another anonymous client (closed for you).
+``in_process``        False; a module or conftest whose requests need no socket (no event
+                      streams, no notifications from the simulator back to the desk)
+                      overrides it to True: clients then call ``app`` through
+                      ``httpx.ASGITransport`` with its lifespan running, and no server
+                      starts (saves its start and stop in every test).
 ``engine``            An ``AsyncEngine`` on the test database, for arranging/asserting
                       data from the test (the server has its own engine).
 ``make_user``         ``await make_user(role="agent", email=None, password=DEFAULT_PASSWORD,
@@ -44,6 +50,8 @@ importable: ``from tests.support.fixtures_app import login, DEFAULT_PASSWORD``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import os
 import re
@@ -52,6 +60,7 @@ import socket
 import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +71,7 @@ import uvicorn
 from litestar import Litestar
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.support.net import bound_socket
+from tests.support.net import TLS, bound_socket
 from tests.support.waiting import wait_for
 from web.app import create_app
 from web.db import make_engine, migrate, session_scope
@@ -120,6 +129,38 @@ def drop_pg_database(name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+class _Copies:
+    """Fresh copies of the migrated template, made and dropped on threads of their own:
+    the next test's copy is made while this test runs (a copy takes PostgreSQL a few
+    hundred milliseconds), and a used one is dropped while the next test runs."""
+
+    def __init__(self, template: str) -> None:
+        self._template = template
+        self._maker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg-copy")
+        self._dropper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg-drop")
+        self._next = self._maker.submit(create_pg_database, template)
+        self._drops: list[Future[None]] = []
+
+    def take(self) -> str:
+        name = self._next.result()
+        self._next = self._maker.submit(create_pg_database, self._template)
+        return name
+
+    def drop_later(self, name: str) -> None:
+        self._drops.append(self._dropper.submit(drop_pg_database, name))
+
+    def close(self) -> None:
+        """Drop the spare copy, wait for every drop, and report the first that failed."""
+        try:
+            self.drop_later(self._next.result())
+        finally:
+            errors = [exc for drop in self._drops if (exc := drop.exception()) is not None]
+            self._maker.shutdown()
+            self._dropper.shutdown()
+        if errors:
+            raise errors[0]
+
+
 @pytest.fixture(scope="session")
 def _postgres_template() -> Iterator[str]:
     if not os.environ.get("TEST_DATABASE_URL"):
@@ -132,14 +173,24 @@ def _postgres_template() -> Iterator[str]:
         drop_pg_database(name)
 
 
+@pytest.fixture(scope="session")
+def _postgres_copies(_postgres_template: str) -> Iterator[_Copies]:
+    copies = _Copies(_postgres_template)
+    try:
+        yield copies
+    finally:
+        copies.close()
+
+
 @pytest.fixture
-def postgres_url(_postgres_template: str) -> Iterator[str]:
-    """A fresh migrated PostgreSQL database (copied from a session template), dropped after."""
-    name = create_pg_database(template=_postgres_template)
+def postgres_url(_postgres_copies: _Copies) -> Iterator[str]:
+    """A fresh migrated PostgreSQL database (a copy of the session's template), dropped
+    after the test (in the background: by then nothing of the test uses it)."""
+    name = _postgres_copies.take()
     try:
         yield _pg_database_url(name)
     finally:
-        drop_pg_database(name)
+        _postgres_copies.drop_later(name)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -254,19 +305,70 @@ def live_server(
 
 
 @pytest.fixture
-async def new_client(live_server: str) -> AsyncIterator[Callable[[], Awaitable[httpx.AsyncClient]]]:
-    clients: list[httpx.AsyncClient] = []
+def in_process() -> bool:
+    """Whether ``client`` and ``new_client`` call the app in-process, through
+    ``httpx.ASGITransport`` with the app's lifespan running in the test, rather than over a
+    socket to ``live_server``. Off by default; a module or conftest whose requests need no
+    socket (no event streams, no notifications back from the simulator, no proxy headers)
+    overrides it to return True. A test that asks for ``live_server`` itself gets sockets."""
+    return False
 
-    async def make() -> httpx.AsyncClient:
-        client = httpx.AsyncClient(base_url=live_server, timeout=30.0)
-        clients.append(client)
-        return client
 
+@contextlib.asynccontextmanager
+async def running_lifespan(app: Litestar) -> AsyncIterator[None]:
+    """The app's lifespan (start-up to shut-down) as uvicorn runs it, in a task of its own:
+    it is entered and left in one task, as its task groups require, while the fixture
+    that uses it is set up and torn down in two."""
+    started, stop = asyncio.Event(), asyncio.Event()
+
+    async def run() -> None:
+        async with app.lifespan():
+            started.set()
+            await stop.wait()
+
+    task = asyncio.create_task(run())
+    ready = asyncio.create_task(started.wait())
+    await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        ready.cancel()
+        task.result()  # start-up failed: raise its error
     try:
-        yield make
+        yield
     finally:
-        for client in clients:
-            await client.aclose()
+        stop.set()
+        await task
+
+
+@pytest.fixture
+async def new_client(
+    request: pytest.FixtureRequest, in_process: bool, app: Litestar, server_base_url: str
+) -> AsyncIterator[Callable[[], Awaitable[httpx.AsyncClient]]]:
+    # ``app`` is asked for here, not looked up below: what it depends on (``db_url``)
+    # decides how the test is parametrised.
+    clients: list[httpx.AsyncClient] = []
+    async with contextlib.AsyncExitStack() as stack:
+        if in_process and "live_server" not in request.fixturenames:
+            await stack.enter_async_context(running_lifespan(app))
+            # The same address as a socket would have; app errors become 500 answers.
+            transport: httpx.AsyncBaseTransport | None = httpx.ASGITransport(
+                app=app, raise_app_exceptions=False, client=("127.0.0.1", 50000)
+            )
+            base_url = server_base_url
+        else:
+            transport, base_url = None, request.getfixturevalue("live_server")
+
+        async def make() -> httpx.AsyncClient:
+            client = httpx.AsyncClient(
+                base_url=base_url, timeout=30.0, verify=TLS, transport=transport
+            )
+            clients.append(client)
+            return client
+
+        try:
+            yield make
+        finally:
+            for client in clients:
+                await client.aclose()
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import os
 import random
 import signal
 import socket
+import ssl
 import subprocess
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -17,6 +18,9 @@ import httpx
 from tests.support.waiting import DEADLINE_S, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
+# One default TLS context for the tests' own HTTP clients. Each httpx client would build
+# its own and load the CA bundle into it (about 20 ms); these talk http:// to loopback.
+TLS = ssl.create_default_context()
 
 
 def bound_socket() -> socket.socket:

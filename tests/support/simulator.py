@@ -14,7 +14,7 @@ import httpx
 import uvicorn
 
 from tests.support import keys
-from tests.support.net import bound_socket
+from tests.support.net import TLS, bound_socket
 from tests.support.waiting import DEADLINE_S, INTERVAL_S, wait_for
 from web.sim.app import create_sim_app
 from web.sim.config import SimConfig
@@ -171,7 +171,7 @@ def running_simulator(data_dir: Path, **config: Any) -> Iterator[SimHandle]:
         )
     with (
         serve(create_sim_app(sim_config)) as base_url,
-        httpx.Client(base_url=base_url, timeout=10) as http,
+        httpx.Client(base_url=base_url, timeout=10, verify=TLS) as http,
     ):
         yield SimHandle(
             base_url=base_url,
