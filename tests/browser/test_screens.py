@@ -208,6 +208,7 @@ async def test_the_leads_alerts_in_pictures(
     # The navigation counts the new alert by itself.
     await expect(page.locator("#alerts-count")).to_contain_text("2", timeout=DEADLINE_MS)
     await page.reload()
+    await expect(page.locator("#alerts-count")).to_contain_text("2")
     await shot(page, size, "13-alerts")
     assert not errors, errors
     await context.close()

@@ -170,6 +170,11 @@ async def test_times_show_in_the_users_time_zone_in_iso_form(desk: Desk) -> None
     assert guessed.headers.get("hx-refresh") == "true"
     row = _row((await desk.client.get("/payments")).text, payment.id or 0)
     assert "2026-03-02 07:30" in row  # UTC+8, the next day
+    # Date filters mean whole days where the reader is: the day the page shows.
+    on_the_2nd = (await desk.client.get("/payments?date_from=2026-03-02&date_to=2026-03-02")).text
+    assert f'id="payment-row-{payment.id}"' in on_the_2nd
+    on_the_1st = (await desk.client.get("/payments?date_from=2026-03-01&date_to=2026-03-01")).text
+    assert f'id="payment-row-{payment.id}"' not in on_the_1st
     chosen = await desk.post_form("/account/time-zone", {"time_zone": "America/New_York"})
     assert "Times are now shown in America/New_York" in _text(chosen.text)
     again = await desk.post_form(

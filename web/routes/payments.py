@@ -48,6 +48,7 @@ from web.services.refunds import (
     submit_refund,
 )
 from web.settings import Settings
+from web.timezones import zone
 
 # 422 tells scripts and tests the refund was refused; htmx is configured (base.html) to
 # swap 422 bodies, so the messages of the refused form reach the page.
@@ -131,9 +132,14 @@ async def _payment_or_404(session: AsyncSession, payment_pk: int) -> Payment:
     return payment
 
 
-def _window(facts: PaymentFacts, now: datetime) -> RefundWindow:
+def _window(facts: PaymentFacts, now: datetime, zone_name: str | None) -> RefundWindow:
+    """The refund window's end, and the days left counted in the reader's calendar (the
+    page shows the deadline's day in the reader's time zone)."""
     deadline = facts.window_deadline
-    return RefundWindow(deadline, (deadline.date() - now.date()).days)
+    here = zone(zone_name)
+    return RefundWindow(
+        deadline, (deadline.astimezone(here).date() - now.astimezone(here).date()).days
+    )
 
 
 async def _payment_context(
@@ -154,7 +160,7 @@ async def _payment_context(
         "facts": facts,
         "blockers": refund_blockers(facts, now),
         "profile": profile_for(payment.method),
-        "window": _window(facts, now) if payment.paid_at else None,
+        "window": _window(facts, now, user.time_zone) if payment.paid_at else None,
         "refunds": refunds,
         "order": await orders.order_for_payment(session, payment),
         "form": form,
@@ -187,6 +193,7 @@ class PaymentController(Controller):
         self,
         request: Request[Any, Any, Any],
         db_session: NamedDependency[AsyncSession],
+        current_user: NamedDependency[User],
         q: FromQuery[str] = "",
         status: FromQuery[str] = "",
         method: FromQuery[str] = "",
@@ -211,6 +218,7 @@ class PaymentController(Controller):
             sort=sort,
             direction=direction,
             cursor=cursor,
+            zone=current_user.time_zone,
         )
         return await _list_page(request, db_session, filters)
 
@@ -218,6 +226,7 @@ class PaymentController(Controller):
     async def fresh(
         self,
         db_session: NamedDependency[AsyncSession],
+        current_user: NamedDependency[User],
         q: FromQuery[str] = "",
         status: FromQuery[str] = "",
         method: FromQuery[str] = "",
@@ -244,6 +253,7 @@ class PaymentController(Controller):
             has_refunds=has_refunds,
             sort=sort,
             direction=direction,
+            zone=current_user.time_zone,
         )
         fresh = await freshness.fresh_payments(db_session, filters, parse_ids(shown), since)
         live = ListLive(

@@ -19,7 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from web.auth import requires
 from web.htmx import page_or_fragment
 from web.live import refund_version
-from web.models import EventSource
+from web.models import EventSource, User
 from web.routes.payments import ListLive, parse_ids
 from web.rules.access import Permission
 from web.rules.refunds import reason_label
@@ -44,6 +44,7 @@ class RefundController(Controller):
         self,
         request: Request[Any, Any, Any],
         db_session: NamedDependency[AsyncSession],
+        current_user: NamedDependency[User],
         status: FromQuery[str] = "",
         agent: FromQuery[str] = "",
         currency: FromQuery[str] = "",
@@ -66,6 +67,7 @@ class RefundController(Controller):
             sort=sort,
             direction=direction,
             cursor=cursor,
+            zone=current_user.time_zone,
         )
         page = await listing.list_refunds(db_session, filters)
         live = ListLive(
@@ -89,6 +91,7 @@ class RefundController(Controller):
     async def fresh(
         self,
         db_session: NamedDependency[AsyncSession],
+        current_user: NamedDependency[User],
         status: FromQuery[str] = "",
         agent: FromQuery[str] = "",
         currency: FromQuery[str] = "",
@@ -113,6 +116,7 @@ class RefundController(Controller):
             external=external,
             sort=sort,
             direction=direction,
+            zone=current_user.time_zone,
         )
         fresh = await freshness.fresh_refunds(db_session, filters, parse_ids(shown), since)
         live = ListLive(

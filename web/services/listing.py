@@ -39,6 +39,7 @@ from web.models import (
     search_document,
 )
 from web.rules.refunds import METHOD_PROFILES
+from web.timezones import valid_zone, zone
 
 PAGE_SIZE = 25
 # Totals above this are shown as "1,000+": counting further would read the whole table.
@@ -193,17 +194,20 @@ async def _capped_count(session: AsyncSession, base: SelectOfScalar[Any]) -> tup
     return min(total, COUNT_CAP), total > COUNT_CAP
 
 
-def _day_start(day: date) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=UTC)
+def _day_start(day: date, zone_name: str = "UTC") -> datetime:
+    return datetime.combine(day, time.min, tzinfo=zone(zone_name)).astimezone(UTC)
 
 
-def _date_range(column: Any, start: date | None, end: date | None) -> list[ColumnElement[bool]]:
-    """Whole UTC days, ``end`` included; half-open so an index range scan answers it."""
+def _date_range(
+    column: Any, start: date | None, end: date | None, zone_name: str = "UTC"
+) -> list[ColumnElement[bool]]:
+    """Whole days in the reader's time zone (the days the pages show), ``end`` included;
+    half-open so an index range scan answers it."""
     clauses: list[ColumnElement[bool]] = []
     if start is not None:
-        clauses.append(column >= _day_start(start))
+        clauses.append(column >= _day_start(start, zone_name))
     if end is not None:
-        clauses.append(column < _day_start(end + timedelta(days=1)))
+        clauses.append(column < _day_start(end + timedelta(days=1), zone_name))
     return clauses
 
 
@@ -275,6 +279,8 @@ class PaymentFilters:
     sort: SortKey = "time"
     direction: Direction = "desc"
     cursor: str = ""
+    # The reader's time zone: which days the date range means (not a query parameter).
+    zone: str = "UTC"
 
     @property
     def active(self) -> bool:
@@ -382,7 +388,7 @@ def _payment_where(f: PaymentFilters) -> list[ColumnElement[bool]]:
     if f.currency:
         where.append(col(Payment.currency) == f.currency)
     date_col = col(Payment.paid_at) if f.date_field == "paid" else col(Payment.created_at)
-    where.extend(_date_range(date_col, f.date_from, f.date_to))
+    where.extend(_date_range(date_col, f.date_from, f.date_to, f.zone))
     if f.has_refunds == "yes":
         where.append(_has_refund())
     elif f.has_refunds == "no":
@@ -449,6 +455,8 @@ class RefundFilters:
     sort: SortKey = "time"
     direction: Direction = "desc"
     cursor: str = ""
+    # The reader's time zone: which days the date range means (not a query parameter).
+    zone: str = "UTC"
 
     @property
     def active(self) -> bool:
@@ -492,7 +500,7 @@ def _refund_where(f: RefundFilters) -> list[ColumnElement[bool]]:
         where.append(col(Refund.agent_id) == f.agent_id)
     if f.currency:
         where.append(col(Refund.currency) == f.currency)
-    where.extend(_date_range(col(Refund.created_at), f.date_from, f.date_to))
+    where.extend(_date_range(col(Refund.created_at), f.date_from, f.date_to, f.zone))
     if f.payment.strip():
         ref = f.payment.strip()
         payment_pks = sa.select(col(Payment.id)).where(
@@ -620,9 +628,12 @@ def payment_filters(
     sort: str = "",
     direction: str = "",
     cursor: str = "",
+    zone: str | None = None,
 ) -> PaymentFilters:
-    """Filters from raw query-string values; unknown choices fall back to the defaults."""
+    """Filters from raw query-string values; unknown choices fall back to the defaults.
+    ``zone``: the reader's time zone (dates are whole days there)."""
     return PaymentFilters(
+        zone=valid_zone(zone) or "UTC",
         q=q.strip()[:254],
         status=status.strip().upper()[:16],
         method=method.strip().upper()[:32],
@@ -647,8 +658,10 @@ def refund_filters(
     sort: str = "",
     direction: str = "",
     cursor: str = "",
+    zone: str | None = None,
 ) -> RefundFilters:
     return RefundFilters(
+        zone=valid_zone(zone) or "UTC",
         status=_choice(status.strip().lower(), [s.value for s in RefundStatus], ""),
         agent_id=int(agent) if agent.strip().isdigit() and len(agent.strip()) <= 18 else None,
         currency=currency.strip().upper()[:3],
