@@ -250,3 +250,46 @@ async def test_the_refunds_list_offers_rows_that_arrived(
     await expect(page).to_have_url(re.compile(r"currency=USD"))  # the filter is kept
     await expect(show).to_have_count(0)
     await context.close()
+
+
+async def test_the_payments_list_offers_payments_that_arrived(
+    browser: Browser,
+    live_server: str,
+    simulator: SimHandle,
+    engine: AsyncEngine,
+    make_user: Callable[..., Awaitable[User]],
+) -> None:
+    """A payment Antom tells the desk about (PAYMENT_RESULT) while the list is open."""
+    agent = await make_user(role="agent")
+    await desk_payment(engine, simulator, currency="USD", amount_minor=10_000)
+    context = await signed_in_context(browser, live_server, agent)
+    page = await context.new_page()
+    await page.goto(f"{live_server}/payments?currency=USD")
+    await expect_live(page)
+    rows = page.locator("#payments-results tbody tr")
+    await expect(rows).to_have_count(1)
+
+    body, headers = signed(
+        {
+            "notifyType": "PAYMENT_RESULT",
+            "result": {"resultCode": "SUCCESS", "resultStatus": "S", "resultMessage": "success"},
+            "paymentId": "pay-arrived-1",
+            "paymentRequestId": "order-arrived-1",
+            "paymentAmount": {"currency": "USD", "value": "2500"},
+            "paymentMethodType": "ALIPAY_CN",
+            "paymentCreateTime": "2026-11-25T10:00:00+00:00",
+            "paymentTime": "2026-11-25T10:00:05+00:00",
+        },
+        client_id=simulator.client_id,
+    )
+    async with httpx.AsyncClient(base_url=live_server) as antom_side:
+        assert (await antom_side.post("/webhooks/antom", content=body, headers=headers)).is_success
+
+    show = page.get_by_role("button", name=re.compile(r"1 new payment"))
+    await expect(show).to_be_visible(timeout=DEADLINE_MS)
+    await expect(rows).to_have_count(1)
+    await show.click()
+    await expect(rows).to_have_count(2)
+    await expect(page.locator("#payments-results")).to_contain_text("pay-arrived-1")
+    await expect(page).to_have_url(re.compile(r"currency=USD"))
+    await context.close()
