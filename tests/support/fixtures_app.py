@@ -268,8 +268,16 @@ class ServerThread:
     """uvicorn serving an ASGI app on an already bound socket, in a daemon thread."""
 
     def __init__(self, app: Any, sock: socket.socket) -> None:
+        # Open event streams never end by themselves: after 2 s of graceful shut-down
+        # uvicorn cancels them, rather than the test waiting out the join below.
         config = uvicorn.Config(
-            app, lifespan="on", log_config=None, access_log=False, ws="none", http="h11"
+            app,
+            lifespan="on",
+            log_config=None,
+            access_log=False,
+            ws="none",
+            http="h11",
+            timeout_graceful_shutdown=2,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(
