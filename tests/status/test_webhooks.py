@@ -493,6 +493,11 @@ async def test_leads_see_and_resolve_alerts(
     assert page.status_code == 200
     assert "nobody-knows" in page.text
     [alert_id] = re.findall(r'id="alert-(\d+)"', page.text)
-    resolved = await lead.post(f"/alerts/{alert_id}/resolve", headers={"HX-Request": "true"})
+    htmx = {"HX-Request": "true"}
+    bare = await lead.post(f"/alerts/{alert_id}/resolve", headers=htmx)
+    assert bare.status_code == 422 and "Say what was done before resolving it" in bare.text
+    assert "nobody-knows" in (await lead.get("/alerts")).text  # nothing changed
+    note = {"note": "Booked by hand after a call with Antom"}
+    resolved = await lead.post(f"/alerts/{alert_id}/resolve", data=note, headers=htmx)
     assert resolved.status_code == 200 and "Resolved" in resolved.text
     assert "nobody-knows" not in (await lead.get("/alerts")).text
