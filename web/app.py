@@ -18,6 +18,7 @@ from litestar.template.config import TemplateConfig
 from web.auth import (
     build_csrf_config,
     build_session_auth,
+    provide_actor,
     provide_current_user,
     security_headers_hook,
 )
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "engine": Provide(provide_engine, sync_to_thread=False),
             "antom": Provide(provide_antom, sync_to_thread=False),
             "current_user": Provide(provide_current_user, sync_to_thread=False),
+            "actor": Provide(provide_actor, sync_to_thread=False),
             "settings": Provide(lambda: settings, sync_to_thread=False),
         },
         lifespan=[

@@ -29,7 +29,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from web.db import session_scope
 from web.models import User
+from web.request_ids import request_id_of
 from web.rules.access import Permission, can
+from web.services.audit import Actor
 from web.services.users import (
     ABSOLUTE_TIMEOUT_S,
     end_session,
@@ -119,6 +121,23 @@ def provide_current_user(request: Request[Any, Any, Any]) -> User:
     if user is None:
         raise PermissionDeniedException("Sign in first")
     return user
+
+
+def actor_of(request: Request[Any, Any, Any], user: User | None = None) -> Actor:
+    """Who is acting in this request, as the audit trail records them."""
+    who = user if user is not None else current_user(request)
+    return Actor(
+        user_id=who.id if who is not None else None,
+        label=who.email if who is not None else None,
+        ip=request.client.host if request.client else None,
+        user_agent=request.headers.get("user-agent"),
+        request_id=request_id_of(request),
+    )
+
+
+def provide_actor(request: Request[Any, Any, Any]) -> Actor:
+    """The ``actor`` dependency: the signed-in user (or nobody) behind this request."""
+    return actor_of(request)
 
 
 class PermissionGuard:

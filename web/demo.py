@@ -34,6 +34,7 @@ from web.db import make_engine, migrate, session_scope
 from web.integration import build_antom_client
 from web.models import Payment, Role, User
 from web.services import api_keys as key_svc
+from web.services import limits
 from web.services import orders as order_svc
 from web.services import refunds as refund_svc
 from web.services import users as user_svc
@@ -49,8 +50,9 @@ DEMO_USERS: tuple[tuple[str, str, str], ...] = (
     ("lead@demo.test", "Lee Lead", "lead"),
     ("admin@demo.test", "Ari Admin", "admin"),
 )
-# The demo agent's own per-refund limits; agents cannot refund in a currency without one.
-# Leads and admins have none. The JPY payment is above the agent's limit on purpose.
+# The demo agent's own limits per refund (and three times that per 24 hours); above them
+# her refunds wait for a lead's approval. Leads and admins have none. The JPY payment is
+# above the agent's limit on purpose.
 AGENT_LIMITS: dict[str, int] = {
     "USD": 50_000,
     "EUR": 50_000,
@@ -189,8 +191,12 @@ async def _seed(settings: Settings, sim_url: str) -> tuple[list[str], str]:
                     session, email=email, name=name, role=Role(role), password=DEMO_PASSWORD
                 )
             for currency, max_minor in AGENT_LIMITS.items():
-                await user_svc.set_limit(
-                    session, email=DEMO_USERS[0][0], currency=currency, max_minor=max_minor
+                await limits.set_limit(
+                    session,
+                    user=users["agent"],
+                    currency=currency,
+                    max_single_minor=max_minor,
+                    max_day_minor=max_minor * 3,
                 )
             payments: list[Payment] = [
                 await import_payment(session, antom, payment_id) for payment_id in created

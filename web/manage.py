@@ -15,10 +15,11 @@ from typing import TypeVar
 import click
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from web.antom.money import MoneyError, format_minor, parse_amount
+from web.antom.money import MoneyError, parse_amount
 from web.db import make_engine, migrate, session_scope
 from web.models import Role
 from web.services import api_keys as key_svc
+from web.services import limits
 from web.services import users as svc
 from web.settings import ConfigError, Settings
 
@@ -81,8 +82,9 @@ def users_list() -> None:
         lines = []
         for user in await svc.list_users(session):
             assert user.id is not None
-            limits = await svc.limits_for(session, user.id)
-            shown = ", ".join(format_minor(lim.max_minor, lim.currency) for lim in limits)
+            shown = ", ".join(
+                limits.describe(lim) for lim in await limits.limits_for(session, user)
+            )
             state = "active" if user.active else "deactivated"
             lines.append(
                 f"{user.email:<32} {user.name:<24} {user.role:<6} {state:<11} "
@@ -100,29 +102,52 @@ def users_list() -> None:
 @click.option(
     "--max",
     "max_text",
-    required=True,
-    help=(
-        'Largest single refund, e.g. 500.00. "none" removes the limit: an agent then cannot '
-        "refund in this currency at all; a lead or admin is then unlimited."
-    ),
+    default="none",
+    show_default=True,
+    help='Largest single refund without approval, e.g. 500.00; "none": no cap.',
 )
-def users_set_limit(email: str, currency: str, max_text: str) -> None:
-    """Set the largest single refund a user may issue in a currency."""
+@click.option(
+    "--per-day",
+    "day_text",
+    default="none",
+    show_default=True,
+    help='Total over any 24 hours without approval, e.g. 1000.00; "none": no cap.',
+)
+def users_set_limit(email: str, currency: str, max_text: str, day_text: str) -> None:
+    """Set what a user may refund in a currency without a second person's approval.
+
+    Both caps "none" removes the user's own limit: their role's limit applies again.
+    """
     currency = currency.strip().upper()
-    max_minor: int | None = None
-    if max_text.strip().lower() != "none":
-        try:
-            max_minor = parse_amount(max_text, currency)
-        except MoneyError as exc:
-            raise click.ClickException(f"--max: {exc}") from None
+    max_single = _cap_option("--max", max_text, currency)
+    max_day = _cap_option("--per-day", day_text, currency)
 
     async def work(session: AsyncSession) -> str:
-        await svc.set_limit(session, email=email, currency=currency, max_minor=max_minor)
-        if max_minor is None:
-            return f"{email}: no {currency} limit (agents: no {currency} refunds; leads: unlimited)"
-        return f"{email}: largest {currency} refund is {format_minor(max_minor, currency)}"
+        user = await svc.require_user(session, email)
+        try:
+            row = await limits.set_limit(
+                session,
+                user=user,
+                currency=currency,
+                max_single_minor=max_single,
+                max_day_minor=max_day,
+            )
+        except limits.LimitError as exc:
+            raise click.ClickException(str(exc)) from None
+        if row is None:
+            return f"{email}: no own {currency} limit (the {user.role} role's applies)"
+        return f"{email}: {limits.describe(row)}"
 
     click.echo(_run(work))
+
+
+def _cap_option(option: str, text: str, currency: str) -> int | None:
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return parse_amount(text, currency)
+    except MoneyError as exc:
+        raise click.ClickException(f"{option}: {exc}") from None
 
 
 @users.command("deactivate")

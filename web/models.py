@@ -54,20 +54,25 @@ class Role(StrEnum):
 
 
 class RefundStatus(StrEnum):
-    """A refund's life. Only ever moves forward along PENDING → PROCESSING → final.
+    """A refund's life. Only ever moves forward (web/rules/lifecycle.py has the table).
 
+    AWAITING_APPROVAL: over a cap, or its reason needs a second person: its amount is
+    reserved, nothing has been sent to Antom.
     PENDING: written ahead, the Antom call may or may not have left the building.
     PROCESSING: Antom accepted it (U / REFUND_IN_PROCESS) or the outcome is unknown.
+    REJECTED: an approver said no, or the request expired unapproved; never sent.
     """
 
+    AWAITING_APPROVAL = "awaiting"
     PENDING = "pending"
     PROCESSING = "processing"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    REJECTED = "rejected"
 
     @property
     def final(self) -> bool:
-        return self in (RefundStatus.SUCCEEDED, RefundStatus.FAILED)
+        return self in (RefundStatus.SUCCEEDED, RefundStatus.FAILED, RefundStatus.REJECTED)
 
 
 class EventSource(StrEnum):
@@ -98,20 +103,73 @@ class User(SQLModel, table=True):
     created_at: datetime = ts(default_factory=utcnow)
 
 
-class AgentLimit(SQLModel, table=True):
-    """Largest single refund a user may issue in a currency.
+class SpendingLimit(SQLModel, table=True):
+    """What one person may refund in a currency without a second person's approval.
 
-    Without a row, agents cannot refund in that currency at all, while leads and admins
-    are unlimited (web.services.refunds.agent_limit_minor).
+    A row is either a role's (``role`` set) or one user's (``user_id`` set); a user's row
+    replaces their role's row for that currency. A NULL cap is no cap on that dimension.
+    Without any row, people holding ``REFUND_WITHOUT_LIMIT`` are unlimited and everyone
+    else needs approval for every refund in that currency (web/rules/caps.py).
     """
 
-    __tablename__ = "agent_limits"
-    __table_args__ = (sa.UniqueConstraint("user_id", "currency"),)
+    __tablename__ = "spending_limits"
+    __table_args__ = (
+        sa.CheckConstraint(
+            "(role IS NULL) <> (user_id IS NULL)", name="ck_spending_limits_one_subject"
+        ),
+        sa.CheckConstraint(
+            "max_single_minor IS NULL OR max_single_minor >= 0",
+            name="ck_spending_limits_single_not_negative",
+        ),
+        sa.CheckConstraint(
+            "max_day_minor IS NULL OR max_day_minor >= 0",
+            name="ck_spending_limits_day_not_negative",
+        ),
+        # NULLs are distinct in a UNIQUE constraint: one partial index per subject kind.
+        sa.Index(
+            "uq_spending_limits_role",
+            "role",
+            "currency",
+            unique=True,
+            postgresql_where=sa.text("role IS NOT NULL"),
+            sqlite_where=sa.text("role IS NOT NULL"),
+        ),
+        sa.Index(
+            "uq_spending_limits_user",
+            "user_id",
+            "currency",
+            unique=True,
+            postgresql_where=sa.text("user_id IS NOT NULL"),
+            sqlite_where=sa.text("user_id IS NOT NULL"),
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
-    user_id: int = Field(foreign_key="users.id", sa_type=BigId)
+    role: str | None = Field(default=None, max_length=16)
+    user_id: int | None = Field(default=None, foreign_key="users.id", sa_type=BigId)
     currency: str = Field(max_length=3)
-    max_minor: int = Field(sa_type=sa.BigInteger)
+    # Largest single refund; total over the rolling 24 hours before a request.
+    max_single_minor: int | None = Field(default=None, sa_type=sa.BigInteger)
+    max_day_minor: int | None = Field(default=None, sa_type=sa.BigInteger)
+    updated_at: datetime = ts(default_factory=utcnow)
+    updated_by: int | None = Field(default=None, foreign_key="users.id", sa_type=BigId)
+
+
+class RefundReason(SQLModel, table=True):
+    """The managed list of reasons an agent picks from; admins edit it, never delete
+    (refunds keep their code). Seeded from ``web.rules.refunds.DEFAULT_REASONS``."""
+
+    __tablename__ = "refund_reasons"
+
+    code: str = Field(primary_key=True, max_length=32)
+    label: str = Field(max_length=80)
+    active: bool = True
+    note_required: bool = False
+    ticket_required: bool = False
+    approval_required: bool = False
+    # Refunds for this reason may total at most this share of the payment without approval.
+    max_percent: int | None = None
+    position: int = 0
 
 
 class Payment(SQLModel, table=True):
@@ -171,7 +229,20 @@ class Refund(SQLModel, table=True):
     amount_minor: int = Field(sa_type=sa.BigInteger)
     status: RefundStatus = Field(sa_type=sa.String(16), index=True)
     reason: str = Field(max_length=64)
+    # The reason's label when the refund was requested: what Antom is sent as refundReason
+    # on every attempt and what pages show, even after an admin renames the reason.
+    reason_text: str = Field(max_length=80)
     note: str | None = Field(default=None, max_length=256)
+    ticket_ref: str | None = Field(default=None, max_length=64)
+    # Four eyes (AWAITING_APPROVAL): why it needed approval, who decided, when, and why.
+    # ``revision`` moves on every edit of a pending request: an approval names the
+    # revision it saw, so editing voids it (web/services/approvals.py).
+    approval_reason: str | None = Field(default=None, max_length=256)
+    approval_expires_at: datetime | None = ts(default=None, index=True)
+    revision: int = 0
+    decided_by: int | None = Field(default=None, foreign_key="users.id", sa_type=BigId)
+    decided_at: datetime | None = ts(default=None)
+    decision_note: str | None = Field(default=None, max_length=500)
     # Last result from Antom, for the agent and the timeline.
     result_code: str | None = Field(default=None, max_length=64)
     result_message: str | None = Field(default=None, max_length=256)
@@ -389,6 +460,35 @@ class Alert(SQLModel, table=True):
     created_at: datetime = ts(default_factory=utcnow)
     resolved_at: datetime | None = ts(default=None, index=True)
     resolved_by: int | None = Field(default=None, foreign_key="users.id", sa_type=BigId)
+
+
+class AuditEvent(SQLModel, table=True):
+    """Append-only record of every security- or money-relevant action (web/services/audit.py).
+
+    On PostgreSQL a trigger (migration 0002) refuses UPDATE and DELETE of these rows.
+    """
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        sa.Index("ix_audit_events_at_id", "at", "id"),
+        sa.Index("ix_audit_events_object", "object_type", "object_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    at: datetime = ts(default_factory=utcnow)
+    action: str = Field(max_length=48, index=True)
+    actor_id: int | None = Field(default=None, foreign_key="users.id", index=True, sa_type=BigId)
+    # Who, readable without a join and kept if the user is renamed: an email, an API
+    # key's name, "poller", "webhook".
+    actor_label: str | None = Field(default=None, max_length=254)
+    object_type: str | None = Field(default=None, max_length=32)
+    object_id: str | None = Field(default=None, max_length=64)
+    ip: str | None = Field(default=None, max_length=64)
+    user_agent: str | None = Field(default=None, max_length=256)
+    request_id: str | None = Field(default=None, max_length=64)
+    before: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
+    after: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
+    detail: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
 
 
 class PollerHeartbeat(SQLModel, table=True):

@@ -15,6 +15,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from dataclasses import replace as dataclass_replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -298,6 +299,9 @@ class Settings:
     poller: PollerConfig = field(default_factory=PollerConfig)
     # Optional single sign-on (web/services/sso.py); on when OIDC_DISCOVERY_URL is set.
     oidc: OIDCConfig = field(default_factory=OIDCConfig)
+    # A refund awaiting approval that nobody decides within this is rejected, its
+    # money released (REFUND_DESK_APPROVAL_EXPIRY_HOURS, default 72).
+    approval_expiry_hours: float = 72.0
     # Problems found while parsing the environment, reported together by validate().
     parse_problems: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
@@ -348,6 +352,19 @@ class Settings:
         if switch not in _SWITCH:
             problems.append(f"REFUND_DESK_POLLER must be on or off, got {switch!r}")
         poller = PollerConfig.from_env(env, problems)
+        expiry_raw = env.get("REFUND_DESK_APPROVAL_EXPIRY_HOURS", "").strip()
+        expiry = 72.0
+        if expiry_raw:
+            try:
+                expiry = float(expiry_raw)
+                if not 0 < expiry <= 24 * 90:
+                    raise ValueError
+            except ValueError:
+                problems.append(
+                    "REFUND_DESK_APPROVAL_EXPIRY_HOURS must be hours between 0 and 2160, "
+                    f"got {expiry_raw!r}"
+                )
+                expiry = 72.0
         public_keys = tuple(
             text
             for name in ("ANTOM_PUBLIC_KEY", "ANTOM_PUBLIC_KEY_NEXT")
@@ -373,6 +390,7 @@ class Settings:
             poller_enabled=_SWITCH.get(switch, True),
             poller=poller,
             oidc=OIDCConfig.from_env(env, problems),
+            approval_expiry_hours=expiry,
             parse_problems=tuple(problems),
         )
 
@@ -400,6 +418,10 @@ class Settings:
             and self.antom_merchant_private_key
             and self.antom_public_keys
         )
+
+    @property
+    def approval_ttl(self) -> timedelta:
+        return timedelta(hours=self.approval_expiry_hours)
 
     @property
     def refund_notify_url(self) -> str:

@@ -14,9 +14,9 @@ from typing import Any
 
 import psycopg
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from tests.support.schema import create_schema
 from web.models import Payment, Refund, RefundEvent, RefundStatus, Role, User
 
 _seq = itertools.count(1)
@@ -29,7 +29,7 @@ async def scratch_engine(kind: str) -> AsyncIterator[AsyncEngine]:
         with tempfile.TemporaryDirectory() as tmp:
             engine = create_async_engine(f"sqlite+aiosqlite:///{Path(tmp) / 'pages.sqlite3'}")
             async with engine.begin() as conn:
-                await conn.run_sync(SQLModel.metadata.create_all)
+                await create_schema(conn)
             try:
                 yield engine
             finally:
@@ -40,7 +40,7 @@ async def scratch_engine(kind: str) -> AsyncIterator[AsyncEngine]:
     engine = create_async_engine(url)
     try:
         async with engine.begin() as conn:
-            await conn.run_sync(SQLModel.metadata.create_all)
+            await create_schema(conn)
         yield engine
     finally:
         await engine.dispose()

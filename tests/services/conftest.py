@@ -16,14 +16,15 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel import SQLModel, col, select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from tests.support.schema import create_schema, create_schema_sync, empty_schema
 from web.antom.client import AntomClient
 from web.antom.keys import load_private_key, load_public_key
 from web.antom.messages import InquiryPaymentResult
 from web.db import make_engine
-from web.models import AgentLimit, Alert, Payment, Refund, RefundEvent, Role, User
+from web.models import Alert, Payment, Refund, RefundEvent, Role, SpendingLimit, User
 from web.services.imports import import_payment
 from web.services.refunds import (
     FormCheck,
@@ -56,7 +57,7 @@ def _pg_database() -> Iterator[str]:
     base = conninfo.rsplit("/", 1)[0]
     url = f"{base.replace('postgresql://', 'postgresql+psycopg://', 1)}/{name}"
     schema = sa.create_engine(url)
-    SQLModel.metadata.create_all(schema)
+    create_schema_sync(schema)
     schema.dispose()
     try:
         yield url
@@ -74,13 +75,12 @@ async def fx_engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
     if request.param == "sqlite":
         engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'desk.sqlite3'}")
         async with engine.begin() as conn:
-            await conn.run_sync(SQLModel.metadata.create_all)
+            await create_schema(conn)
     else:
         engine = make_engine(request.getfixturevalue("_pg_database"))
         # DELETE beats TRUNCATE on a handful of rows (no new files, no fsync).
         async with engine.begin() as conn:
-            for table in reversed(SQLModel.metadata.sorted_tables):
-                await conn.execute(table.delete())
+            await empty_schema(conn)
     try:
         yield engine
     finally:
@@ -128,7 +128,7 @@ class Desk:
             await s.flush()
             assert user.id is not None
             for currency, max_minor in (limits or {}).items():
-                s.add(AgentLimit(user_id=user.id, currency=currency, max_minor=max_minor))
+                s.add(SpendingLimit(user_id=user.id, currency=currency, max_single_minor=max_minor))
             await s.commit()
             return user
 

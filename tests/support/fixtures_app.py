@@ -76,7 +76,8 @@ from tests.support.waiting import wait_for
 from web.app import create_app
 from web.db import make_engine, migrate, session_scope
 from web.models import User
-from web.services.users import create_user, set_limit
+from web.services.limits import set_limit
+from web.services.users import create_user
 from web.settings import Settings, normalise_database_url
 
 DEFAULT_PASSWORD = "correct horse battery staple"
@@ -420,7 +421,13 @@ def make_user(engine: AsyncEngine) -> Callable[..., Awaitable[User]]:
             user.active = active
             session.add(user)
             for currency, max_minor in (limits or {}).items():
-                await set_limit(session, email=user.email, currency=currency, max_minor=max_minor)
+                await set_limit(
+                    session,
+                    user=user,
+                    currency=currency,
+                    max_single_minor=max_minor,
+                    max_day_minor=None,
+                )
         return user
 
     return make

@@ -40,14 +40,15 @@ def main() -> None:
     with psycopg.connect(server, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
-        for old in VERSIONS.glob("*.py"):
+        # Only the generated one: later migrations (0002…) are written by hand.
+        for old in VERSIONS.glob("0001_*.py"):
             old.unlink()
         url = normalise_database_url(with_database(server, name), ROOT)
         command.revision(alembic_config(url), message="initial", autogenerate=True, rev_id="0001")
     finally:
         with psycopg.connect(server, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    files = [str(p) for p in VERSIONS.glob("*.py")]
+    files = [str(p) for p in VERSIONS.glob("0001_*.py")]
     subprocess.run(["ruff", "format", *files], check=True)  # noqa: S603, S607
     subprocess.run(["ruff", "check", "--fix", "--quiet", *files], check=False)  # noqa: S603, S607
     print("wrote", *files, file=sys.stderr)

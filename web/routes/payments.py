@@ -37,8 +37,9 @@ from web.models import Payment, Refund, RefundStatus, User
 from web.request_ids import request_id_of
 from web.rules.access import Permission
 from web.rules.glance import refund_blockers
-from web.rules.refunds import REFUND_REASONS, PaymentFacts, profile_for, reason_label
+from web.rules.refunds import PaymentFacts, profile_for
 from web.services import freshness, listing, orders
+from web.services.audit import Actor
 from web.services.imports import find_in_antom
 from web.services.refund_form import OpenForm, again_form, fresh_form, recheck
 from web.services.refunds import (
@@ -63,6 +64,7 @@ class RefundForm:
     currency: str = ""
     reason: str = ""
     note: str = ""
+    ticket: str = ""
     form_token: str = ""
     refundable_token: str = ""
     # The amount the form offered by itself: an amount equal to it is not the agent's.
@@ -76,6 +78,7 @@ class RefundForm:
             note=self.note,
             form_token=self.form_token,
             refundable_token=self.refundable_token,
+            ticket=self.ticket,
         )
 
 
@@ -166,8 +169,6 @@ async def _payment_context(
         "form": form,
         "draft": form.draft,
         "check": form.check,
-        "reasons": REFUND_REASONS,
-        "reason_label": reason_label,
         # What the page's stream watches, at the versions rendered here (web/live.py).
         "watch": [("payment", f"{payment.id}.{payment_version(payment)}")]
         + [("refund", f"{row.refund.id}.{refund_version(row.refund)}") for row in refunds],
@@ -366,6 +367,7 @@ class PaymentController(Controller):
         engine: NamedDependency[AsyncEngine],
         antom: NamedDependency[AntomClient],
         current_user: NamedDependency[User],
+        actor: NamedDependency[Actor],
         settings: NamedDependency[Settings],
     ) -> Template | Redirect:
         # No request-wide transaction here: submit_refund opens its own short ones
@@ -381,6 +383,8 @@ class PaymentController(Controller):
             notify_url=settings.refund_notify_url,
             now=_now(),
             request_id=request_id_of(request),
+            who=actor,
+            approval_ttl=settings.approval_ttl,
         )
         async with session_scope(engine) as session:
             payment = await _payment_or_404(session, payment_pk)

@@ -22,7 +22,6 @@ from web.live import refund_version
 from web.models import EventSource, User
 from web.routes.payments import ListLive, parse_ids
 from web.rules.access import Permission
-from web.rules.refunds import reason_label
 from web.services import freshness, listing
 
 SOURCE_LABELS: dict[str, str] = {
@@ -79,7 +78,6 @@ class RefundController(Controller):
             "page": page,
             "filters": filters,
             "choices": await listing.refund_choices(db_session, filters),
-            "reason_label": reason_label,
             "live": live,
             "oob": False,
         }
@@ -130,7 +128,6 @@ class RefundController(Controller):
                 "page": listing.Page(fresh.rows, None, None, len(fresh.rows), False),
                 "fresh": fresh,
                 "filters": filters,
-                "reason_label": reason_label,
                 "live": live,
                 "oob": True,
             },
@@ -152,7 +149,6 @@ class RefundController(Controller):
             fragment="refunds/_detail.html",
             context={
                 "detail": detail,
-                "reason_label": reason_label,
                 "source_labels": SOURCE_LABELS,
                 # The fragment answers the page's own refresh: swapped by id.
                 "oob": True,

@@ -19,7 +19,8 @@ from web.htmx import LOGIN_PATH, is_htmx, safe_next
 from web.models import User
 from web.rules.access import Permission
 from web.services import throttle
-from web.services.users import authenticate, limits_for, revoke_sessions
+from web.services.limits import limits_for
+from web.services.users import authenticate, revoke_sessions
 from web.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -159,7 +160,7 @@ async def account(
     current_user: NamedDependency[User], db_session: NamedDependency[AsyncSession]
 ) -> Template:
     assert current_user.id is not None
-    limits = await limits_for(db_session, current_user.id)
+    limits = await limits_for(db_session, current_user)
     return Template(
         template_name="session/account.html",
         context={"user": current_user, "limits": limits},

@@ -20,20 +20,35 @@ class Effect(StrEnum):
     RELEASE = "release"  # reserved → refundable again; the refund stops counting
 
 
-P, S, F = RefundStatus.PROCESSING, RefundStatus.SUCCEEDED, RefundStatus.FAILED
+A, P, S, F, R = (
+    RefundStatus.AWAITING_APPROVAL,
+    RefundStatus.PROCESSING,
+    RefundStatus.SUCCEEDED,
+    RefundStatus.FAILED,
+    RefundStatus.REJECTED,
+)
 
 # from → {to: effect}. Forward only; a final status never moves (a contradiction is
-# raised to a person instead, ``web/rules/outcomes.py``).
+# raised to a person instead, ``web/rules/outcomes.py``). AWAITING_APPROVAL moves only by
+# a person's decision (or expiry): Antom has never seen it, so no answer can move it.
 TRANSITIONS: dict[RefundStatus, dict[RefundStatus, Effect]] = {
+    RefundStatus.AWAITING_APPROVAL: {RefundStatus.PENDING: Effect.HOLD, R: Effect.RELEASE},
     RefundStatus.PENDING: {P: Effect.HOLD, S: Effect.BOOK, F: Effect.RELEASE},
     RefundStatus.PROCESSING: {S: Effect.BOOK, F: Effect.RELEASE},
     RefundStatus.SUCCEEDED: {},
     RefundStatus.FAILED: {},
+    RefundStatus.REJECTED: {},
 }
 
-# A refund is written ahead in this status, its amount reserved.
+# A refund is written ahead in one of these, its amount reserved: PENDING when it may be
+# sent at once, AWAITING_APPROVAL when a second person must approve it first.
 INITIAL = RefundStatus.PENDING
+INITIAL_STATES = (RefundStatus.PENDING, RefundStatus.AWAITING_APPROVAL)
 UNSETTLED = tuple(status for status, moves in TRANSITIONS.items() if moves)
+# Unsettled refunds Antom may know about: what the poller and the reconciler look at.
+SENT_OR_SENDING = tuple(s for s in UNSETTLED if s is not RefundStatus.AWAITING_APPROVAL)
+# Refunds that count against caps and limits: everything not released.
+COUNTING = tuple(s for s in RefundStatus if s not in (RefundStatus.FAILED, RefundStatus.REJECTED))
 
 
 def effect_of(current: RefundStatus, target: RefundStatus) -> Effect | None:

@@ -36,8 +36,6 @@ class Code(StrEnum):
     PARTIAL_REFUND_NOT_SUPPORTED = "PARTIAL_REFUND_NOT_SUPPORTED"
     MULTIPLE_REFUNDS_NOT_SUPPORTED = "MULTIPLE_REFUNDS_NOT_SUPPORTED"
     MERCHANT_BALANCE_NOT_ENOUGH = "MERCHANT_BALANCE_NOT_ENOUGH"
-    # A desk rule, not Antom's: the largest single refund this agent may issue.
-    AGENT_LIMIT = "AGENT_LIMIT"
 
 
 class Field(StrEnum):
@@ -211,36 +209,34 @@ def check_refund(
     return found
 
 
-def check_agent_limit(
-    limit_minor: int | None, amount_minor: int, currency: str
-) -> Violation | None:
-    """The desk's per-agent cap on a single refund (``None``: no cap; 0: no refunds at all)."""
-    if limit_minor is None or amount_minor <= limit_minor:
-        return None
-    if limit_minor <= 0:
-        message = f"You cannot issue refunds in {currency}; ask a team lead"
-    else:
-        message = f"Your limit is {format_minor(limit_minor, currency)} per refund; ask a team lead"
-    return Violation(Code.AGENT_LIMIT, Field.AMOUNT, message)
-
-
 # ---------------------------------------------------------------- reasons
 
-# The managed list of reasons an agent picks from (code, label). The code is stored.
-REFUND_REASONS: list[tuple[str, str]] = [
-    ("customer_request", "Customer request"),
-    ("duplicate_charge", "Duplicate charge"),
-    ("item_not_received", "Item not received"),
-    ("item_returned", "Item returned"),
-    ("service_issue", "Service issue"),
-    ("fraud_suspected", "Fraud suspected"),
-    ("other", "Other"),
-]
-OTHER_REASON = "other"
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """One entry of the managed reason list (the ``refund_reasons`` table)."""
+
+    code: str
+    label: str
+    active: bool = True
+    note_required: bool = False
+    ticket_required: bool = False
+    approval_required: bool = False
+    max_percent: int | None = None  # share of the payment this reason may refund unapproved
+
+
+# What a new desk starts with (migration 0002 and the tests' databases insert these);
+# admins edit the list at /admin/reasons. The code is what a refund stores.
+DEFAULT_REASONS: tuple[Reason, ...] = (
+    Reason("customer_request", "Customer request"),
+    Reason("duplicate_charge", "Duplicate charge"),
+    Reason("item_not_received", "Item not received"),
+    Reason("item_returned", "Item returned"),
+    Reason("service_issue", "Service issue"),
+    Reason("goodwill", "Goodwill gesture", note_required=True, max_percent=20),
+    Reason("fraud_suspected", "Fraud suspected", note_required=True, approval_required=True),
+    Reason("other", "Other", note_required=True),
+)
 # Refunds found at Antom that the desk did not issue (Antom Dashboard); never selectable.
 EXTERNAL_REASON = "external"
-_REASON_LABELS = dict(REFUND_REASONS) | {EXTERNAL_REASON: "Made outside the desk"}
-
-
-def reason_label(code: str) -> str:
-    return _REASON_LABELS.get(code, code)
+EXTERNAL_REASON_TEXT = "Made outside the desk"

@@ -37,7 +37,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from web.antom.messages import NOT_FINAL_CODES, parse_time
 from web.antom.money import Money
 from web.models import EventSource, Payment, Refund, RefundEvent, RefundStatus, utcnow
-from web.rules.lifecycle import INITIAL, Effect, effect_of
+from web.rules.lifecycle import INITIAL, INITIAL_STATES, Effect, effect_of
 from web.rules.outcomes import (
     DEFAULT_UNKNOWN_LIMIT,
     Kind,
@@ -46,8 +46,8 @@ from web.rules.outcomes import (
     Verdict,
     decide,
 )
-from web.rules.refunds import EXTERNAL_REASON
-from web.services import orders
+from web.rules.refunds import EXTERNAL_REASON, EXTERNAL_REASON_TEXT
+from web.services import audit, orders
 from web.services.alerts import raise_alert
 
 SUMMARY_MAX = 256  # RefundEvent.summary
@@ -65,6 +65,18 @@ class Cause:
     source: EventSource
     request_id: str | None = None
     actor_id: int | None = None
+    # The person's request as the audit trail records it (IP, user agent, email).
+    who: audit.Actor | None = None
+
+    def actor(self) -> audit.Actor:
+        who = self.who or audit.Actor()
+        return audit.Actor(
+            user_id=self.actor_id,
+            label=who.label or self.source.value,
+            ip=who.ip,
+            user_agent=who.user_agent,
+            request_id=self.request_id,
+        )
 
 
 def facts_of(refund: Refund) -> RefundFacts:
@@ -98,21 +110,177 @@ async def open_refund(
     cause: Cause,
     summary: str,
     detail: dict[str, Any] | None = None,
+    initial: RefundStatus = INITIAL,
 ) -> Refund | None:
     """Reserve ``amount_minor`` on ``payment`` if, at this instant, the rules still allow
-    it, and write ``refund`` (PENDING) with its first event; None when the payment moved.
+    it, and write ``refund`` (``initial``: PENDING to send now, AWAITING_APPROVAL to wait
+    for a second person) with its first event; None when the payment moved.
     """
+    if initial not in INITIAL_STATES:
+        raise LedgerError(f"a refund is never written ahead as {initial}")
     reserved = await reserve(
         session, payment, amount_minor, expected=expected, max_refunds=max_refunds
     )
     if not reserved:
         return None
-    refund.status = INITIAL
+    refund.status = initial
     refund.amount_minor = amount_minor
     session.add(refund)
     await session.flush()
-    await _event(session, refund, cause, summary, detail, from_status=None, to_status=INITIAL)
+    action = (
+        audit.Action.REFUND_APPROVAL_REQUESTED
+        if initial is RefundStatus.AWAITING_APPROVAL
+        else audit.Action.REFUND_REQUESTED
+    )
+    await _event(
+        session, refund, cause, summary, detail, from_status=None, to_status=initial, action=action
+    )
     return refund
+
+
+# ---------------------------------------------------------------- four eyes
+
+
+async def decide_request(
+    session: AsyncSession,
+    refund_pk: int,
+    *,
+    approve: bool,
+    revision: int,
+    cause: Cause,
+    summary: str,
+    note: str | None = None,
+    expired: bool = False,
+) -> Refund | None:
+    """A person's decision on a request awaiting approval (or its expiry): approved, it
+    becomes PENDING (still reserved) for the one send path; rejected or expired, its money
+    is released. None when the request is no longer awaiting, or was edited since the
+    decider saw it (``revision``): that approval is void."""
+    refund = await _locked(session, refund_pk)
+    if refund.status != RefundStatus.AWAITING_APPROVAL or refund.revision != revision:
+        return None
+    target = RefundStatus.PENDING if approve else RefundStatus.REJECTED
+    values: dict[str, Any] = {
+        "decided_by": cause.actor_id,
+        "decided_at": utcnow(),
+        "decision_note": (note or "").strip()[:500] or None,
+        "approval_expires_at": None,
+    }
+    if approve:
+        values["next_check_at"] = utcnow()
+    await _move(session, refund, RefundStatus.AWAITING_APPROVAL, target, values)
+    if approve:
+        action = audit.Action.REFUND_APPROVED
+    else:
+        action = audit.Action.REFUND_EXPIRED if expired else audit.Action.REFUND_REJECTED
+    await _event(
+        session,
+        refund,
+        cause,
+        summary,
+        {"note": values["decision_note"], "revision": revision},
+        from_status=RefundStatus.AWAITING_APPROVAL,
+        to_status=target,
+        action=action,
+    )
+    fresh = await session.get(Refund, refund_pk, populate_existing=True)
+    assert fresh is not None
+    return typed(fresh)
+
+
+@dataclass(frozen=True, slots=True)
+class Amendment:
+    """A requester's edit of a request awaiting approval."""
+
+    amount_minor: int
+    reason: str
+    reason_text: str
+    note: str | None
+    ticket_ref: str | None
+    approval_reason: str | None  # None: under every cap now, so it may go at once
+
+
+async def amend_request(
+    session: AsyncSession,
+    refund_pk: int,
+    *,
+    revision: int,
+    change: Amendment,
+    cause: Cause,
+    summary: str,
+) -> Refund | None:
+    """Edit a request awaiting approval: the reservation follows the new amount (only if
+    the payment can hold it) and ``revision`` moves, voiding any approval given for the
+    old one. Without an approval reason left it becomes PENDING, to be sent. None when
+    the request is no longer awaiting, was edited meanwhile, or the money is not there."""
+    refund = await _locked(session, refund_pk)
+    if refund.status != RefundStatus.AWAITING_APPROVAL or refund.revision != revision:
+        return None
+    delta = change.amount_minor - refund.amount_minor
+    if delta:
+        refundable = (
+            col(Payment.captured_minor) - col(Payment.refunded_minor) - col(Payment.reserved_minor)
+        )
+        held = await session.exec(
+            sa.update(Payment)
+            .where(col(Payment.id) == refund.payment_pk, refundable >= delta)
+            .values(reserved_minor=col(Payment.reserved_minor) + delta, updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        if held.rowcount != 1:
+            return None
+    before = {
+        "amount_minor": refund.amount_minor,
+        "reason": refund.reason,
+        "note": refund.note,
+        "ticket_ref": refund.ticket_ref,
+    }
+    values: dict[str, Any] = {
+        "amount_minor": change.amount_minor,
+        "reason": change.reason,
+        "reason_text": change.reason_text,
+        "note": change.note,
+        "ticket_ref": change.ticket_ref,
+        "approval_reason": change.approval_reason,
+        "revision": refund.revision + 1,
+        "updated_at": utcnow(),
+    }
+    goes_now = change.approval_reason is None
+    if goes_now:
+        values |= {"approval_expires_at": None, "next_check_at": utcnow()}
+        await _move(session, refund, RefundStatus.AWAITING_APPROVAL, RefundStatus.PENDING, values)
+    else:
+        await session.exec(
+            sa.update(Refund)
+            .where(col(Refund.id) == refund_pk)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+    after = {k: values[k] for k in before}
+    await _event(
+        session,
+        refund,
+        cause,
+        summary,
+        {"before": before, "after": after},
+        from_status=RefundStatus.AWAITING_APPROVAL if goes_now else None,
+        to_status=RefundStatus.PENDING if goes_now else None,
+        action=audit.Action.REFUND_EDITED,
+    )
+    fresh = await session.get(Refund, refund_pk, populate_existing=True)
+    assert fresh is not None
+    return typed(fresh)
+
+
+async def _locked(session: AsyncSession, refund_pk: int) -> Refund:
+    return (
+        await session.exec(
+            select(Refund)
+            .where(col(Refund.id) == refund_pk)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).one()
 
 
 async def book_external(
@@ -142,6 +310,7 @@ async def book_external(
         amount_minor=amount.minor,
         status=RefundStatus.PROCESSING,
         reason=EXTERNAL_REASON,
+        reason_text=EXTERNAL_REASON_TEXT,
         note="Made outside the desk (e.g. Antom Dashboard)",
         external=True,
     )
@@ -211,14 +380,7 @@ async def observe(
     verdict asks for a retry the caller will make. Returns the verdict and the refund as it now
     stands. Does not commit.
     """
-    refund = (
-        await session.exec(
-            select(Refund)
-            .where(col(Refund.id) == refund_pk)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-    ).one()
+    refund = await _locked(session, refund_pk)
     facts = facts_of(refund)
     verdict = decide(facts, seen, unknown_limit=unknown_limit)
     values = _bookkeeping(refund, seen, verdict, next_check_at, count_attempt)
@@ -240,6 +402,7 @@ async def observe(
             (detail or {}) | {"outcome": verdict.label, "antom_said": seen.said()},
             from_status=facts.status if verdict.to else None,
             to_status=verdict.to,
+            action=_audit_action(seen, verdict),
         )
     if verdict.alert is not None:
         await raise_alert(
@@ -253,6 +416,14 @@ async def observe(
     fresh = await session.get(Refund, refund_pk, populate_existing=True)
     assert fresh is not None
     return verdict, typed(fresh)
+
+
+def _audit_action(seen: Observation, verdict: Verdict) -> audit.Action | None:
+    """Every call to Antom and every final result is audited; the poller's "still
+    processing" is not."""
+    if verdict.to is not None and verdict.to.final:
+        return audit.Action.REFUND_RESULT
+    return audit.Action.REFUND_SENT if seen.kind is Kind.CALL else None
 
 
 def _worth_a_line(seen: Observation, verdict: Verdict) -> bool:
@@ -366,7 +537,9 @@ async def _event(
     *,
     from_status: RefundStatus | None,
     to_status: RefundStatus | None,
+    action: audit.Action | None = None,
 ) -> RefundEvent:
+    """One timeline entry; with ``action``, its audit row too (same transaction)."""
     assert refund.id is not None
     event = RefundEvent(
         refund_pk=refund.id,
@@ -380,6 +553,20 @@ async def _event(
         request_id=cause.request_id,
     )
     session.add(event)
+    if action is not None:
+        await audit.record(
+            session,
+            action,
+            cause.actor(),
+            object_type="refund",
+            object_id=refund.refund_request_id,
+            after={"status": to_status.value} if to_status is not None else None,
+            detail={
+                "summary": event.summary,
+                "amount_minor": refund.amount_minor,
+                "currency": refund.currency,
+            },
+        )
     await session.flush()
     return event
 

@@ -49,7 +49,7 @@ from web.models import (
     RefundStatus,
     utcnow,
 )
-from web.rules.lifecycle import UNSETTLED
+from web.rules.lifecycle import SENT_OR_SENDING
 from web.rules.outcomes import Observation, Verdict
 from web.services import ledger, webhooks
 from web.services.alerts import raise_alert
@@ -129,7 +129,7 @@ class Poller:
     ) -> list[int]:
         """Lease up to ``limit`` refunds that are due (or, for reconciliation, all
         unsettled ones with ``id > after_id``; for "check now", just ``refund_pk``)."""
-        conditions: list[sa.ColumnElement[bool]] = [col(Refund.status).in_(UNSETTLED)]
+        conditions: list[sa.ColumnElement[bool]] = [col(Refund.status).in_(SENT_OR_SENDING)]
         if refund_pk is not None:
             conditions.append(col(Refund.id) == refund_pk)
         else:
@@ -304,7 +304,9 @@ class Poller:
             stuck = (
                 await session.exec(
                     select(Refund)
-                    .where(col(Refund.status).in_(UNSETTLED), col(Refund.created_at) <= cutoff)
+                    .where(
+                        col(Refund.status).in_(SENT_OR_SENDING), col(Refund.created_at) <= cutoff
+                    )
                     .where(
                         ~sa.exists().where(
                             col(Alert.refund_pk) == col(Refund.id),
@@ -499,13 +501,15 @@ async def refresh_gauges(engine: AsyncEngine, now: datetime) -> None:
         ).all()
         oldest = (
             await session.exec(
-                select(sa.func.min(Refund.created_at)).where(col(Refund.status).in_(UNSETTLED))
+                select(sa.func.min(Refund.created_at)).where(
+                    col(Refund.status).in_(SENT_OR_SENDING)
+                )
             )
         ).one()
         overdue = (
             await session.exec(
                 select(sa.func.min(Refund.next_check_at)).where(
-                    col(Refund.status).in_(UNSETTLED), col(Refund.next_check_at) <= now
+                    col(Refund.status).in_(SENT_OR_SENDING), col(Refund.next_check_at) <= now
                 )
             )
         ).one()

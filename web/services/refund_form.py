@@ -23,7 +23,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from web.antom.money import format_minor, format_plain
 from web.models import Payment, Refund, RefundStatus, User
-from web.rules.refunds import REFUND_REASONS
 from web.services.refunds import FormCheck, RefundDraft, check_draft, new_form, payment_facts
 
 
@@ -107,12 +106,13 @@ async def again_form(
     if failed is None or failed.payment_pk != payment.id or failed.status != RefundStatus.FAILED:
         return None
     base = await fresh_form(session, payment, user, now)
-    reasons = dict(REFUND_REASONS)
+    offered = {r.code for r in base.check.reasons}
     draft = dataclasses.replace(
         base.draft,
         amount_text=format_plain(failed.amount_minor, failed.currency),
-        reason=failed.reason if failed.reason in reasons else "",
+        reason=failed.reason if failed.reason in offered else "",
         note=failed.note or "",
+        ticket=failed.ticket_ref or "",
     )
     check = await check_draft(session, payment, user, draft, now)
     notice = (

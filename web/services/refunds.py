@@ -36,17 +36,23 @@ from web.antom.client import AntomClient
 from web.antom.messages import RefundRequest, explain_code
 from web.antom.money import Money, MoneyError, format_minor, format_plain, parse_amount
 from web.faults import fault_point
-from web.models import AgentLimit, EventSource, Payment, Refund, RefundStatus, User, utcnow
+from web.models import EventSource, Payment, Refund, RefundStatus, User, utcnow
 from web.rules import refunds as rules
 from web.rules.access import Permission, can
-from web.rules.refunds import OTHER_REASON, REFUND_REASONS, reason_label
-from web.services import ledger
+from web.rules.caps import approval_needed
+from web.rules.refunds import Reason
+from web.services import audit, ledger, limits
+from web.services.reasons import catalogue
 from web.services.sending import RETRY_DELAYS_S, refund_request_for, send
 
 log = logging.getLogger(__name__)
 
-NOTE_MIN_FOR_OTHER = 5
+NOTE_MIN_REQUIRED = 5  # when the reason requires a note
 NOTE_MAX = 256  # Refund.note
+TICKET_MAX = 64  # Refund.ticket_ref
+# A request awaiting approval that nobody decides is rejected after this (its money
+# released); REFUND_DESK_APPROVAL_EXPIRY_HOURS sets it for the app.
+DEFAULT_APPROVAL_TTL = timedelta(hours=72)
 EMPTY_AMOUNT = "Enter an amount"  # web.antom.money.parse_amount's message for a blank field
 
 # A write-ahead row left PENDING (the process died before recording an answer) is picked
@@ -69,18 +75,27 @@ class RefundDraft:
     note: str
     form_token: str  # unique per rendered form (double-submit guard)
     refundable_token: str  # opaque: the refundable state the form was rendered with
+    ticket: str = ""  # the support ticket, where the reason requires one
 
 
 @dataclass(frozen=True)
 class FormCheck:
     amount_minor: int | None
-    # Keys: "amount", "currency", "reason", "note", "payment", "form".
+    # Keys: "amount", "currency", "reason", "note", "ticket", "payment", "form".
     errors: dict[str, list[str]]
     button_label: str
+    # Why this refund will wait for a second person's approval (empty: it is sent at once).
+    approval: tuple[str, ...] = ()
+    # The reasons the agent may pick, as the form offers them.
+    reasons: tuple[Reason, ...] = ()
 
     @property
     def ok(self) -> bool:
         return not self.errors
+
+    @property
+    def needs_approval(self) -> bool:
+        return bool(self.approval)
 
 
 @dataclass
@@ -152,24 +167,6 @@ def facts_of(payment: Payment) -> rules.PaymentFacts:
     )
 
 
-async def agent_limit_minor(session: AsyncSession, user: User, currency: str) -> int | None:
-    """The user's largest single refund in ``currency`` (None: no limit).
-
-    An AgentLimit row always decides. Without one, leads and admins are unlimited and
-    agents may not refund in that currency at all: a new agent account cannot move
-    money until a lead gives it a limit.
-    """
-    result = await session.exec(
-        select(AgentLimit.max_minor).where(
-            AgentLimit.user_id == user.id, AgentLimit.currency == currency
-        )
-    )
-    limit = result.first()
-    if limit is not None:
-        return limit
-    return None if can(user, Permission.REFUND_WITHOUT_LIMIT) else 0
-
-
 async def new_form(
     session: AsyncSession, payment: Payment, user: User, now: datetime
 ) -> tuple[RefundDraft, FormCheck]:
@@ -227,6 +224,7 @@ async def _evaluate(
     draft: RefundDraft,
     now: datetime,
     facts: rules.PaymentFacts,
+    excluding_refund_pk: int | None = None,
 ) -> FormCheck:
     errors: dict[str, list[str]] = {}
 
@@ -235,14 +233,23 @@ async def _evaluate(
         if message not in messages:
             messages.append(message)
 
-    reason = draft.reason.strip()
+    reasons = tuple(r for r in await catalogue(session) if r.active)
+    chosen = {r.code: r for r in reasons}.get(draft.reason.strip())
     note = draft.note.strip()
-    if reason not in dict(REFUND_REASONS):
+    ticket = draft.ticket.strip()
+    if chosen is None:
         add("reason", "Choose a reason for the refund")
     if len(note) > NOTE_MAX:
         add("note", f"The note can be at most {NOTE_MAX} characters ({len(note)} now)")
-    elif reason == OTHER_REASON and len(note) < NOTE_MIN_FOR_OTHER:
-        add("note", f"Say why in the note (at least {NOTE_MIN_FOR_OTHER} characters)")
+    elif chosen is not None and chosen.note_required and len(note) < NOTE_MIN_REQUIRED:
+        add(
+            "note",
+            f"“{chosen.label}” needs a note saying why (at least {NOTE_MIN_REQUIRED} characters)",
+        )
+    if len(ticket) > TICKET_MAX:
+        add("ticket", f"The ticket reference can be at most {TICKET_MAX} characters")
+    elif chosen is not None and chosen.ticket_required and not ticket:
+        add("ticket", f"“{chosen.label}” needs the support ticket it comes from")
 
     currency = draft.currency.strip().upper()
     amount_minor: int | None = None
@@ -263,10 +270,14 @@ async def _evaluate(
             continue
         add(violation.field.value, violation.message)
 
+    approval: list[str] = []
     if amount_minor is not None and currency == payment.currency:
-        limit = await agent_limit_minor(session, user, payment.currency)
-        if over := rules.check_agent_limit(limit, amount_minor, payment.currency):
-            add(over.field.value, over.message)
+        approval = await _approval_needed(
+            session, payment, user, chosen, amount_minor, now, excluding_refund_pk
+        )
+        if approval and not can(user, Permission.REQUEST_APPROVAL):
+            add("amount", approval[0])
+            approval = []
 
     if _RefundableState.decode(draft.refundable_token) != _RefundableState.of(facts):
         add("form", stale_message(facts))
@@ -277,9 +288,41 @@ async def _evaluate(
         label = "Nothing is left to refund"
     elif amount_minor is None or currency != payment.currency:
         label = f"Enter an amount to refund to {payment.method}"
+    elif approval:
+        label = f"Ask a team lead to approve {format_minor(amount_minor, payment.currency)}"
     else:
         label = f"Refund {format_minor(amount_minor, payment.currency)} to {payment.method}"
-    return FormCheck(amount_minor=amount_minor, errors=errors, button_label=label)
+    return FormCheck(
+        amount_minor=amount_minor,
+        errors=errors,
+        button_label=label,
+        approval=tuple(approval),
+        reasons=reasons,
+    )
+
+
+async def _approval_needed(
+    session: AsyncSession,
+    payment: Payment,
+    user: User,
+    reason: Reason | None,
+    amount_minor: int,
+    now: datetime,
+    excluding_refund_pk: int | None,
+) -> list[str]:
+    """Why this refund needs a second person (web/rules/caps.py); empty: it does not."""
+    caps = await limits.caps_for(session, user, payment.currency)
+    spent = await limits.spent(
+        session,
+        user_id=user.id,
+        currency=payment.currency,
+        payment_pk=payment.id or 0,
+        payment_amount_minor=payment.captured_minor or payment.amount_minor,
+        reason=reason.code if reason is not None else "",
+        now=now,
+        excluding_refund_pk=excluding_refund_pk,
+    )
+    return approval_needed(caps, reason, amount_minor, payment.currency, spent)
 
 
 # ---------------------------------------------------------------- request and submit
@@ -298,6 +341,17 @@ def status_message(refund: Refund) -> str:
                 else "Antom reports it failed and gave no reason."
             )
             return f"Refund of {amount} failed: {reason}"
+        case RefundStatus.AWAITING_APPROVAL:
+            why = f" ({refund.approval_reason})" if refund.approval_reason else ""
+            return (
+                f"Refund of {amount} is waiting for a team lead's approval{why}. "
+                "Nothing has been sent to Antom yet; the amount is held for it."
+            )
+        case RefundStatus.REJECTED:
+            said = f": {refund.decision_note}" if refund.decision_note else ""
+            if refund.decided_by is None:
+                return f"Refund of {amount} expired unapproved; nothing was refunded"
+            return f"Refund of {amount} was not approved{said}. Nothing was refunded"
         case RefundStatus.PROCESSING:
             return (
                 f"Refund of {amount} is processing at Antom. Do not refund again: "
@@ -328,9 +382,12 @@ async def submit_refund(
     now: datetime,
     retry_delays: Sequence[float] = RETRY_DELAYS_S,
     request_id: str | None = None,
+    who: audit.Actor | None = None,
+    approval_ttl: timedelta = DEFAULT_APPROVAL_TTL,
 ) -> SubmitOutcome:
     """Request (validate, reserve, write ahead), then send (one Antom call plus same-id
-    retries, each answer recorded by the ledger).
+    retries, each answer recorded by the ledger) — unless the refund needs approval: then
+    it waits, reserved, and nothing is sent (``web.services.approvals`` sends it later).
 
     Opens its own short transactions on ``engine``; the caller must not hold one open
     (on SQLite every writing transaction takes the write lock). ``request_id`` (the
@@ -344,11 +401,32 @@ async def submit_refund(
         notify_url=notify_url,
         now=now,
         request_id=request_id,
+        who=who,
+        approval_ttl=approval_ttl,
     )
     if isinstance(requested, SubmitOutcome):
         return requested
+    if requested.refund.status is RefundStatus.AWAITING_APPROVAL:
+        return SubmitOutcome(
+            check=requested.check,
+            refund=requested.refund,
+            message=status_message(requested.refund),
+        )
     fault_point("after_write_ahead")
-    cause = ledger.Cause(EventSource.ANTOM_RESPONSE, request_id, user.id)
+    cause = ledger.Cause(EventSource.ANTOM_RESPONSE, request_id, user.id, who)
+    return await send_requested(engine, antom, requested, cause=cause, retry_delays=retry_delays)
+
+
+async def send_requested(
+    engine: AsyncEngine,
+    antom: AntomClient,
+    requested: Requested,
+    *,
+    cause: ledger.Cause,
+    retry_delays: Sequence[float] = RETRY_DELAYS_S,
+) -> SubmitOutcome:
+    """Send a refund written ahead (PENDING) through the one send path and say what
+    happened, for whoever caused the send: the requester, or the approver."""
     sent = await send(
         engine, antom, requested.request, requested.refund, cause=cause, retry_delays=retry_delays
     )
@@ -362,11 +440,11 @@ async def submit_refund(
     else:
         message = status_message(refund)
     log.info(
-        "refund %s submitted by user=%s status=%s request_id=%s",
+        "refund %s sent by user=%s status=%s request_id=%s",
         refund.refund_request_id,
-        user.id,
+        cause.actor_id,
         RefundStatus(refund.status).value,
-        request_id,
+        cause.request_id,
     )
     return SubmitOutcome(check=requested.check, refund=refund, message=message)
 
@@ -380,14 +458,22 @@ async def request_refund(
     notify_url: str | None,
     now: datetime,
     request_id: str | None,
+    who: audit.Actor | None = None,
+    approval_ttl: timedelta = DEFAULT_APPROVAL_TTL,
 ) -> Requested | SubmitOutcome:
     """Validate, reserve, write the refund and its first event; one transaction.
+
+    Over a cap (web/rules/caps.py) the refund is written AWAITING_APPROVAL instead of
+    PENDING: reserved the same way, never sent until approved. The requester's row is
+    locked first, so two of their requests at once see each other's totals: splitting
+    a refund cannot beat the daily cap.
 
     Answers a SubmitOutcome without writing anything when the refund is refused, or with
     the refund this form already made: a repeated form, seen at any step (even after a
     refusal that a concurrent copy of the same form caused), is always answered with it.
     """
     async with AsyncSession(engine, expire_on_commit=False) as session:
+        await limits.lock_spender(session, user)
         refused = await _validate(session, payment_pk, user, draft, notify_url, now)
         if isinstance(refused, SubmitOutcome):
             return await _repeat_or(session, draft, payment_pk, refused)
@@ -395,6 +481,8 @@ async def request_refund(
         assert check.amount_minor is not None
         state = _RefundableState.decode(draft.refundable_token)
         assert state is not None  # check_draft refuses a token that does not decode
+        awaiting = check.needs_approval
+        reason_text = _reason_text(check, draft)
         refund = Refund(
             refund_request_id=request.refund_request_id,
             payment_pk=payment_pk,
@@ -402,11 +490,16 @@ async def request_refund(
             amount_minor=check.amount_minor,
             status=RefundStatus.PENDING,
             reason=draft.reason.strip(),
+            reason_text=reason_text,
             note=draft.note.strip() or None,
+            ticket_ref=draft.ticket.strip() or None,
             agent_id=user.id,
             form_token=draft.form_token,
-            next_check_at=utcnow() + PENDING_RECHECK,
+            next_check_at=None if awaiting else utcnow() + PENDING_RECHECK,
+            approval_reason=ledger.clip("; ".join(check.approval)) if awaiting else None,
+            approval_expires_at=now + approval_ttl if awaiting else None,
         )
+        asked = "asked for approval of" if awaiting else "requested"
         try:
             opened = await ledger.open_refund(
                 session,
@@ -415,12 +508,15 @@ async def request_refund(
                 expected=ledger.Expected(state.refundable_minor, state.refund_count),
                 max_refunds=rules.profile_for(payment.method).max_refunds,
                 refund=refund,
-                cause=ledger.Cause(EventSource.AGENT, request_id, user.id),
-                summary=(
-                    f"{user.name} requested a refund of {request.amount} "
-                    f"({reason_label(refund.reason)})"
-                ),
-                detail={"refund_request_id": refund.refund_request_id, "note": refund.note},
+                cause=ledger.Cause(EventSource.AGENT, request_id, user.id, who),
+                summary=f"{user.name} {asked} a refund of {request.amount} ({reason_text})",
+                detail={
+                    "refund_request_id": refund.refund_request_id,
+                    "note": refund.note,
+                    "ticket": refund.ticket_ref,
+                    "approval_needed": list(check.approval) or None,
+                },
+                initial=RefundStatus.AWAITING_APPROVAL if awaiting else RefundStatus.PENDING,
             )
             if opened is None:
                 await session.rollback()
@@ -437,7 +533,14 @@ async def request_refund(
             if existing := await _refund_by_form_token(session, draft.form_token):
                 return await _already_submitted(session, existing, payment_pk)
             raise
-        return Requested(opened, payment, check, refund_request_for(opened, payment, notify_url))
+        return Requested(
+            ledger.typed(opened), payment, check, refund_request_for(opened, payment, notify_url)
+        )
+
+
+def _reason_text(check: FormCheck, draft: RefundDraft) -> str:
+    by_code = {r.code: r.label for r in check.reasons}
+    return by_code.get(draft.reason.strip(), draft.reason.strip())[:80]
 
 
 async def _validate(
@@ -463,7 +566,7 @@ async def _validate(
             refund_request_id=new_refund_request_id(),
             payment_id=payment.payment_id,
             amount=Money(check.amount_minor, payment.currency),
-            reason=reason_label(draft.reason.strip()),
+            reason=_reason_text(check, draft),
             notify_url=notify_url,
         )
     except ValueError as exc:

@@ -32,7 +32,6 @@ from web.db import session_scope
 from web.faults import fault_point
 from web.models import Payment, Refund, utcnow
 from web.rules.outcomes import DEFAULT_UNKNOWN_LIMIT, Observation, Verdict
-from web.rules.refunds import reason_label
 from web.services import ledger
 
 log = logging.getLogger(__name__)
@@ -67,7 +66,7 @@ def refund_request_for(refund: Refund, payment: Payment, notify_url: str | None)
         refund_request_id=refund.refund_request_id,
         payment_id=payment.payment_id,
         amount=Money(refund.amount_minor, refund.currency),
-        reason=reason_label(refund.reason),
+        reason=refund.reason_text,
         notify_url=notify_url,
     )
 

@@ -27,8 +27,7 @@ from sqlalchemy import delete, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from web.antom.money import MoneyError, exponent
-from web.models import AgentLimit, Role, User, UserSession, utcnow
+from web.models import Role, User, UserSession, utcnow
 
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 256
@@ -272,40 +271,3 @@ async def deactivate(session: AsyncSession, email: str) -> User:
 async def list_users(session: AsyncSession) -> Sequence[User]:
     result = await session.exec(select(User).order_by(col(User.email)))
     return result.all()
-
-
-async def limits_for(session: AsyncSession, user_id: int) -> Sequence[AgentLimit]:
-    result = await session.exec(
-        select(AgentLimit).where(AgentLimit.user_id == user_id).order_by(col(AgentLimit.currency))
-    )
-    return result.all()
-
-
-async def set_limit(
-    session: AsyncSession, *, email: str, currency: str, max_minor: int | None
-) -> AgentLimit | None:
-    """Set (or with ``max_minor=None`` remove) the user's largest single refund."""
-    currency = currency.strip().upper()
-    try:
-        exponent(currency)
-    except MoneyError as exc:
-        raise UserError(str(exc)) from None
-    if max_minor is not None and max_minor < 0:
-        raise UserError("The limit cannot be negative")
-    user = await require_user(session, email)
-    assert user.id is not None
-    result = await session.exec(
-        select(AgentLimit).where(AgentLimit.user_id == user.id, AgentLimit.currency == currency)
-    )
-    limit = result.first()
-    if max_minor is None:
-        if limit is not None:
-            await session.delete(limit)
-            await session.flush()
-        return None
-    if limit is None:
-        limit = AgentLimit(user_id=user.id, currency=currency, max_minor=max_minor)
-    limit.max_minor = max_minor
-    session.add(limit)
-    await session.flush()
-    return limit

@@ -3,7 +3,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-01 16:57:04.991643
+Create Date: 2026-12-01 18:38:23.760508
 """
 
 from collections.abc import Sequence
@@ -101,6 +101,18 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("owner"),
     )
     op.create_table(
+        "refund_reasons",
+        sa.Column("code", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+        sa.Column("label", sqlmodel.sql.sqltypes.AutoString(length=80), nullable=False),
+        sa.Column("active", sa.Boolean(), nullable=False),
+        sa.Column("note_required", sa.Boolean(), nullable=False),
+        sa.Column("ticket_required", sa.Boolean(), nullable=False),
+        sa.Column("approval_required", sa.Boolean(), nullable=False),
+        sa.Column("max_percent", sa.Integer(), nullable=True),
+        sa.Column("position", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("code"),
+    )
+    op.create_table(
         "rejected_webhooks",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
@@ -189,19 +201,6 @@ def upgrade() -> None:
         unique=False,
     )
     op.create_table(
-        "agent_limits",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column("user_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column("currency", sqlmodel.sql.sqltypes.AutoString(length=3), nullable=False),
-        sa.Column("max_minor", sa.BigInteger(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["user_id"],
-            ["users.id"],
-        ),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("user_id", "currency"),
-    )
-    op.create_table(
         "api_keys",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("name", sqlmodel.sql.sqltypes.AutoString(length=80), nullable=False),
@@ -227,6 +226,33 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("key_hash"),
+    )
+    op.create_table(
+        "audit_events",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("action", sqlmodel.sql.sqltypes.AutoString(length=48), nullable=False),
+        sa.Column("actor_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("actor_label", sqlmodel.sql.sqltypes.AutoString(length=254), nullable=True),
+        sa.Column("object_type", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
+        sa.Column("object_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+        sa.Column("ip", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+        sa.Column("user_agent", sqlmodel.sql.sqltypes.AutoString(length=256), nullable=True),
+        sa.Column("request_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+        sa.Column("before", sa.JSON(), nullable=True),
+        sa.Column("after", sa.JSON(), nullable=True),
+        sa.Column("detail", sa.JSON(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["actor_id"],
+            ["users.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index(op.f("ix_audit_events_action"), "audit_events", ["action"], unique=False)
+    op.create_index(op.f("ix_audit_events_actor_id"), "audit_events", ["actor_id"], unique=False)
+    op.create_index("ix_audit_events_at_id", "audit_events", ["at", "id"], unique=False)
+    op.create_index(
+        "ix_audit_events_object", "audit_events", ["object_type", "object_id"], unique=False
     )
     op.create_table(
         "order_imports",
@@ -267,7 +293,17 @@ def upgrade() -> None:
         sa.Column("amount_minor", sa.BigInteger(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("reason", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("reason_text", sqlmodel.sql.sqltypes.AutoString(length=80), nullable=False),
         sa.Column("note", sqlmodel.sql.sqltypes.AutoString(length=256), nullable=True),
+        sa.Column("ticket_ref", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+        sa.Column("approval_reason", sqlmodel.sql.sqltypes.AutoString(length=256), nullable=True),
+        sa.Column("approval_expires_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("revision", sa.Integer(), nullable=False),
+        sa.Column(
+            "decided_by", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+        ),
+        sa.Column("decided_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("decision_note", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=True),
         sa.Column("result_code", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
         sa.Column("result_message", sqlmodel.sql.sqltypes.AutoString(length=256), nullable=True),
         sa.Column("agent_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
@@ -292,6 +328,10 @@ def upgrade() -> None:
             ["users.id"],
         ),
         sa.ForeignKeyConstraint(
+            ["decided_by"],
+            ["users.id"],
+        ),
+        sa.ForeignKeyConstraint(
             ["payment_pk"],
             ["payments.id"],
         ),
@@ -301,6 +341,9 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_refunds_agent_id"), "refunds", ["agent_id"], unique=False)
     op.create_index("ix_refunds_amount_id", "refunds", ["amount_minor", "id"], unique=False)
+    op.create_index(
+        op.f("ix_refunds_approval_expires_at"), "refunds", ["approval_expires_at"], unique=False
+    )
     op.create_index("ix_refunds_created_id", "refunds", ["created_at", "id"], unique=False)
     op.create_index(op.f("ix_refunds_payment_pk"), "refunds", ["payment_pk"], unique=False)
     op.create_index(
@@ -309,6 +352,55 @@ def upgrade() -> None:
     op.create_index(op.f("ix_refunds_status"), "refunds", ["status"], unique=False)
     op.create_index(
         "ix_refunds_status_next_check", "refunds", ["status", "next_check_at"], unique=False
+    )
+    op.create_table(
+        "spending_limits",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("role", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True),
+        sa.Column("user_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("currency", sqlmodel.sql.sqltypes.AutoString(length=3), nullable=False),
+        sa.Column("max_single_minor", sa.BigInteger(), nullable=True),
+        sa.Column("max_day_minor", sa.BigInteger(), nullable=True),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column(
+            "updated_by", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+        ),
+        sa.CheckConstraint(
+            "(role IS NULL) <> (user_id IS NULL)", name="ck_spending_limits_one_subject"
+        ),
+        sa.CheckConstraint(
+            "max_day_minor IS NULL OR max_day_minor >= 0",
+            name="ck_spending_limits_day_not_negative",
+        ),
+        sa.CheckConstraint(
+            "max_single_minor IS NULL OR max_single_minor >= 0",
+            name="ck_spending_limits_single_not_negative",
+        ),
+        sa.ForeignKeyConstraint(
+            ["updated_by"],
+            ["users.id"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["user_id"],
+            ["users.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index(
+        "uq_spending_limits_role",
+        "spending_limits",
+        ["role", "currency"],
+        unique=True,
+        postgresql_where=sa.text("role IS NOT NULL"),
+        sqlite_where=sa.text("role IS NOT NULL"),
+    )
+    op.create_index(
+        "uq_spending_limits_user",
+        "spending_limits",
+        ["user_id", "currency"],
+        unique=True,
+        postgresql_where=sa.text("user_id IS NOT NULL"),
+        sqlite_where=sa.text("user_id IS NOT NULL"),
     )
     op.create_table(
         "user_sessions",
@@ -455,18 +547,36 @@ def downgrade() -> None:
     op.drop_table("alerts")
     op.drop_index(op.f("ix_user_sessions_user_id"), table_name="user_sessions")
     op.drop_table("user_sessions")
+    op.drop_index(
+        "uq_spending_limits_user",
+        table_name="spending_limits",
+        postgresql_where=sa.text("user_id IS NOT NULL"),
+        sqlite_where=sa.text("user_id IS NOT NULL"),
+    )
+    op.drop_index(
+        "uq_spending_limits_role",
+        table_name="spending_limits",
+        postgresql_where=sa.text("role IS NOT NULL"),
+        sqlite_where=sa.text("role IS NOT NULL"),
+    )
+    op.drop_table("spending_limits")
     op.drop_index("ix_refunds_status_next_check", table_name="refunds")
     op.drop_index(op.f("ix_refunds_status"), table_name="refunds")
     op.drop_index(op.f("ix_refunds_refund_request_id"), table_name="refunds")
     op.drop_index(op.f("ix_refunds_payment_pk"), table_name="refunds")
     op.drop_index("ix_refunds_created_id", table_name="refunds")
+    op.drop_index(op.f("ix_refunds_approval_expires_at"), table_name="refunds")
     op.drop_index("ix_refunds_amount_id", table_name="refunds")
     op.drop_index(op.f("ix_refunds_agent_id"), table_name="refunds")
     op.drop_table("refunds")
     op.drop_index(op.f("ix_order_imports_uploaded_by"), table_name="order_imports")
     op.drop_table("order_imports")
+    op.drop_index("ix_audit_events_object", table_name="audit_events")
+    op.drop_index("ix_audit_events_at_id", table_name="audit_events")
+    op.drop_index(op.f("ix_audit_events_actor_id"), table_name="audit_events")
+    op.drop_index(op.f("ix_audit_events_action"), table_name="audit_events")
+    op.drop_table("audit_events")
     op.drop_table("api_keys")
-    op.drop_table("agent_limits")
     op.drop_index(op.f("ix_webhook_events_refund_request_id"), table_name="webhook_events")
     op.drop_index(op.f("ix_webhook_events_processed_at"), table_name="webhook_events")
     op.drop_index(op.f("ix_webhook_events_payment_id"), table_name="webhook_events")
@@ -480,6 +590,7 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_rejected_webhooks_received_at"), table_name="rejected_webhooks")
     op.drop_index(op.f("ix_rejected_webhooks_reason"), table_name="rejected_webhooks")
     op.drop_table("rejected_webhooks")
+    op.drop_table("refund_reasons")
     op.drop_table("poller_heartbeats")
     op.drop_index(op.f("ix_payments_status"), table_name="payments")
     if op.get_bind().dialect.name == "postgresql":
