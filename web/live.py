@@ -47,7 +47,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from web.live_backend import ResilientPsycopgBackend
-from web.models import Alert, Payment, Refund, RefundEvent
+from web.models import Alert, Payment, Refund, RefundEvent, RefundStatus
 from web.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -237,6 +237,7 @@ class Change:
     refunds: list[RefundState]
     payments: list[PaymentState]
     alerts: bool = False
+    approvals: bool = False  # only from since_seen: a commit's refunds say it themselves
 
 
 def encode(
@@ -293,6 +294,9 @@ class Watch:
     payments_since: int | None = None
     alerts: bool = False
     alerts_seen: int | None = None
+    # The approvals count in the navigation, like the alerts one.
+    approvals: bool = False
+    approvals_seen: int | None = None
 
     @property
     def empty(self) -> bool:
@@ -302,6 +306,7 @@ class Watch:
             or self.refunds_since is not None
             or self.payments_since is not None
             or self.alerts
+            or self.approvals
         )
 
 
@@ -326,6 +331,7 @@ def parse_watch(
     refunds: str | None = None,
     payments: str | None = None,
     alerts: str | None = None,
+    approvals: str | None = None,
 ) -> Watch:
     """A stream's query string (``payment=5.ab12&refund=7.processing&refunds=90&alerts=3``)."""
     return Watch(
@@ -335,7 +341,15 @@ def parse_watch(
         payments_since=_count(payments),
         alerts=alerts is not None,
         alerts_seen=_count(alerts),
+        approvals=approvals is not None,
+        approvals_seen=_count(approvals),
     )
+
+
+# A refund in one of these may just have entered or left the approvals queue.
+_APPROVAL_MOVES = frozenset(
+    {RefundStatus.AWAITING_APPROVAL, RefundStatus.PENDING, RefundStatus.REJECTED}
+)
 
 
 def hints(watch: Watch, change: Change) -> list[tuple[str, str]]:
@@ -350,6 +364,10 @@ def hints(watch: Watch, change: Change) -> list[tuple[str, str]]:
         since = watch.refunds_since
         if since is not None and (r.id in watch.refunds or r.id > since):
             found["refunds"] = ""
+        if watch.approvals and r.status in _APPROVAL_MOVES:
+            found["approvals"] = ""
+    if watch.approvals and change.approvals:
+        found["approvals"] = ""
     for p in change.payments:
         if p.id in watch.payments:
             found[f"payment-{p.id}"] = p.version
@@ -369,6 +387,7 @@ def unseen(watch: Watch) -> Watch:
         payments=dict.fromkeys(watch.payments),
         refunds=dict.fromkeys(watch.refunds),
         alerts_seen=None,
+        approvals_seen=None,
     )
 
 
@@ -397,7 +416,20 @@ async def since_seen(session: AsyncSession, watch: Watch) -> Change:
     alerts = watch.alerts and (
         watch.alerts_seen is None or await open_alert_count(session) != watch.alerts_seen
     )
-    return Change(moved_refunds, moved_payments, alerts)
+    approvals = watch.approvals and (
+        watch.approvals_seen is None or await awaiting_count(session) != watch.approvals_seen
+    )
+    return Change(moved_refunds, moved_payments, alerts, approvals)
+
+
+async def awaiting_count(session: AsyncSession) -> int:
+    """Refund requests waiting for approval (the navigation's count)."""
+    counted = (
+        select(sa.func.count())
+        .select_from(Refund)
+        .where(col(Refund.status) == RefundStatus.AWAITING_APPROVAL)
+    )
+    return int((await session.exec(counted)).one())
 
 
 async def publish_changes(

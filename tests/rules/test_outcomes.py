@@ -122,6 +122,41 @@ def test_the_table(
     assert (verdict.to, verdict.effect, verdict.alert) == (to, effect, alert)
 
 
+@given(facts, observations)
+def test_no_answer_moves_a_request_awaiting_approval(
+    before: RefundFacts, seen: Observation
+) -> None:
+    """Antom has never seen it: only a person's decision moves it."""
+    awaiting = dataclasses.replace(before, status=RefundStatus.AWAITING_APPROVAL)
+    verdict = decide(awaiting, seen)
+    assert verdict.to is None and verdict.effect is None
+    assert not verdict.retry and not verdict.resend
+
+
+@pytest.mark.parametrize("answer", [Answer.SUCCESS, Answer.IN_PROCESS, Answer.FAIL])
+def test_antom_claiming_a_refund_the_desk_never_sent_is_raised(answer: Answer) -> None:
+    verdict = decide(
+        RefundFacts(RefundStatus.AWAITING_APPROVAL, ASKED), Observation(Kind.INQUIRY, answer)
+    )
+    assert verdict.alert is AlertKind.CONTRADICTION
+
+
+def test_a_failure_confirmed_by_inquiry_does_not_quote_the_inquiry_s_own_code() -> None:
+    """The inquiry's result code is "SUCCESS" (the inquiry was answered): the timeline
+    once read "Antom refused the refund: The refund succeeded."."""
+    seen = Observation(Kind.INQUIRY, Answer.FAIL, code="SUCCESS")
+    verdict = decide(RefundFacts(P, ASKED, True), seen)
+    assert verdict.to is F
+    assert "succeeded" not in verdict.summary.lower()
+    assert "failed" in verdict.summary
+
+
+def test_antom_failing_a_rejected_request_agrees_with_it() -> None:
+    seen = Observation(Kind.INQUIRY, Answer.FAIL)
+    verdict = decide(RefundFacts(RefundStatus.REJECTED, ASKED), seen)
+    assert verdict.to is None and verdict.alert is None
+
+
 def test_a_failure_to_confirm_asks_antom_again_soon() -> None:
     verdict = decide(RefundFacts(P, ASKED), Observation(Kind.NOTIFICATION, Answer.FAIL))
     assert verdict.check_soon and verdict.label == "confirming"

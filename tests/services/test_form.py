@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from tests.services.conftest import Desk, now, rendered_form
-from web.models import Payment, Role, User
+from web.models import Payment, RefundReason, Role, User
+from web.rules.refunds import DEFAULT_REASONS
 from web.services.refunds import (
-    REFUND_REASONS,
     FormCheck,
     RefundDraft,
     check_draft,
@@ -33,7 +33,9 @@ async def check(desk: Desk, payment: Payment, user: User, draft: RefundDraft) ->
 
 async def errors_for(desk: Desk, user: User | None = None, **payment_kw: Any) -> Any:
     """Render a form on a new payment, fill it with ``amount``/``reason``/``note``, check it."""
-    fill = {k: payment_kw.pop(k) for k in ("amount_text", "reason", "note") if k in payment_kw}
+    fill = {
+        k: payment_kw.pop(k) for k in ("amount_text", "reason", "note", "ticket") if k in payment_kw
+    }
     if "draft_currency" in payment_kw:
         fill["currency"] = payment_kw.pop("draft_currency")
     user = user or await desk.user(limits=UNLIMITED)
@@ -92,7 +94,12 @@ async def test_button_label_says_what_will_happen(desk: Desk) -> None:
         ({"amount_text": "100.01"}, "amount", "Only $100.00 is still refundable"),
         ({"reason": ""}, "reason", "Choose a reason for the refund"),
         ({"reason": "because"}, "reason", "Choose a reason for the refund"),
-        ({"reason": "other", "note": "meh"}, "note", "Say why in the note (at least 5 characters)"),
+        (
+            {"reason": "other", "note": "meh"},
+            "note",
+            "“Other” needs a note saying why (at least 5 characters)",
+        ),
+        ({"ticket": "T" * 65}, "ticket", "The ticket reference can be at most 64 characters"),
         ({"note": "x" * 257}, "note", "The note can be at most 256 characters (257 now)"),
     ],
 )
@@ -108,10 +115,10 @@ async def test_other_reason_with_a_note_is_fine(desk: Desk) -> None:
 
 
 async def test_every_managed_reason_is_accepted(desk: Desk) -> None:
-    assert ("other", "Other") in REFUND_REASONS
-    for code, _label in REFUND_REASONS:
-        result = await errors_for(desk, reason=code, note="Long enough note")
-        assert result.ok, (code, result.errors)
+    for reason in DEFAULT_REASONS:
+        result = await errors_for(desk, reason=reason.code, note="Long enough note")
+        assert result.ok, (reason.code, result.errors)
+    assert [r.code for r in result.reasons] == [r.code for r in DEFAULT_REASONS]
 
 
 async def test_currency_decimals_and_minimum(desk: Desk) -> None:
@@ -136,7 +143,7 @@ async def test_exceeds_counts_refunds_in_flight(desk: Desk) -> None:
         amount_text="70.00",
     )
     assert result.errors["amount"] == [
-        "Only $60.00 is still refundable ($30.00 is still processing)"
+        "Only $60.00 is still refundable ($30.00 is held for refunds not yet settled)"
     ]
     nothing = await errors_for(
         desk, amount_minor=10000, refunded_minor=10000, refund_count=1, amount_text="1"
@@ -203,18 +210,21 @@ async def test_multiple_refunds_not_supported(desk: Desk) -> None:
     }
 
 
-async def test_agent_limit(desk: Desk) -> None:
+async def test_over_the_agent_s_limit_the_form_says_it_will_need_approval(desk: Desk) -> None:
     agent = await desk.user(limits={"USD": 50000})
     over = await errors_for(desk, user=agent, amount_minor=100000, amount_text="600.00")
-    assert over.errors == {"amount": ["Your limit is $500.00 per refund; ask a team lead"]}
+    assert over.ok, over.errors  # not refused: asked
+    assert over.approval == ("$600.00 is over your $500.00 limit per refund",)
+    assert over.button_label == "Ask a team lead to approve $600.00"
     at_limit = await errors_for(desk, user=agent, amount_minor=100000, amount_text="500.00")
-    assert at_limit.ok, at_limit.errors
+    assert at_limit.ok and at_limit.approval == (), at_limit.approval
+    assert at_limit.button_label == "Refund $500.00 to ALIPAY_CN"
 
 
-async def test_agent_without_a_limit_row_cannot_refund_that_currency(desk: Desk) -> None:
+async def test_an_agent_without_a_limit_in_a_currency_asks_for_every_refund(desk: Desk) -> None:
     agent = await desk.user(limits={"EUR": 50000})
     result = await errors_for(desk, user=agent, amount_text="1.00")
-    assert result.errors == {"amount": ["You cannot issue refunds in USD; ask a team lead"]}
+    assert result.ok and result.approval == ("You cannot refund in USD without approval",)
 
 
 async def test_leads_and_admins_unlimited_unless_a_row_exists(desk: Desk) -> None:
@@ -222,10 +232,35 @@ async def test_leads_and_admins_unlimited_unless_a_row_exists(desk: Desk) -> Non
     admin = await desk.user(role=Role.ADMIN)
     for user in (lead, admin):
         result = await errors_for(desk, user=user, amount_minor=10**8, amount_text="999999.00")
-        assert result.ok, result.errors
+        assert result.ok and not result.approval, (result.errors, result.approval)
     capped = await desk.user(role=Role.LEAD, limits={"USD": 100000})
     result = await errors_for(desk, user=capped, amount_minor=10**8, amount_text="1000.01")
-    assert result.errors == {"amount": ["Your limit is $1,000.00 per refund; ask a team lead"]}
+    assert result.approval == ("$1,000.01 is over your $1,000.00 limit per refund",)
+
+
+async def test_a_reason_can_require_a_ticket(desk: Desk) -> None:
+    async with desk.session() as s:
+        reason = await s.get(RefundReason, "duplicate_charge")
+        assert reason is not None
+        reason.ticket_required = True
+        await s.commit()
+    missing = await errors_for(desk, reason="duplicate_charge")
+    assert missing.errors == {
+        "ticket": ["“Duplicate charge” needs the support ticket it comes from"]
+    }
+    given = await errors_for(desk, reason="duplicate_charge", ticket="ZD-4821")
+    assert given.ok, given.errors
+
+
+async def test_an_inactive_reason_is_not_offered_or_accepted(desk: Desk) -> None:
+    async with desk.session() as s:
+        reason = await s.get(RefundReason, "service_issue")
+        assert reason is not None
+        reason.active = False
+        await s.commit()
+    result = await errors_for(desk, reason="service_issue")
+    assert result.errors == {"reason": ["Choose a reason for the refund"]}
+    assert "service_issue" not in [r.code for r in result.reasons]
 
 
 async def test_stale_form_says_what_changed(desk: Desk) -> None:
@@ -247,7 +282,7 @@ async def test_stale_form_says_what_changed(desk: Desk) -> None:
         "Check the amount and submit again."
     ]
     assert result.errors["amount"] == [
-        "Only $40.00 is still refundable ($60.00 is still processing)"
+        "Only $40.00 is still refundable ($60.00 is held for refunds not yet settled)"
     ]
 
 
@@ -272,11 +307,10 @@ async def test_new_form_on_a_fully_refunded_payment_says_so(desk: Desk) -> None:
     )
     draft, first = await rendered_form(desk, payment, user)
     assert draft.amount_text == ""
-    assert first.errors == {"amount": ["Nothing is left to refund ($20.00 is still processing)"]}
+    nothing_left = "Nothing is left to refund ($20.00 is held for refunds not yet settled)"
+    assert first.errors == {"amount": [nothing_left]}
     assert first.button_label == "Nothing is left to refund"
     typed = await check(
         desk, payment, user, dataclasses.replace(draft, reason="other", note="hello")
     )
-    assert typed.errors == {
-        "amount": ["Enter an amount", "Nothing is left to refund ($20.00 is still processing)"]
-    }
+    assert typed.errors == {"amount": ["Enter an amount", nothing_left]}

@@ -105,9 +105,13 @@ async def test_failure_releases_the_reservation_and_the_refund_count(
     assert await money(desk, payment) == (0, 0, 0)
 
 
-def test_pending_is_never_a_target_and_final_is_final() -> None:
-    assert all(RefundStatus.PENDING not in moves for moves in TRANSITIONS.values())
-    assert TRANSITIONS[RefundStatus.SUCCEEDED] == TRANSITIONS[RefundStatus.FAILED] == {}
+def test_pending_is_reached_only_by_approval_and_final_is_final() -> None:
+    assert [s for s, moves in TRANSITIONS.items() if RefundStatus.PENDING in moves] == [
+        RefundStatus.AWAITING_APPROVAL
+    ]
+    assert all(RefundStatus.AWAITING_APPROVAL not in moves for moves in TRANSITIONS.values())
+    for final in (RefundStatus.SUCCEEDED, RefundStatus.FAILED, RefundStatus.REJECTED):
+        assert TRANSITIONS[final] == {}
 
 
 async def test_a_failure_notification_holds_the_money_until_an_inquiry_confirms(

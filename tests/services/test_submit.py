@@ -327,7 +327,7 @@ async def test_refused_submit_writes_nothing_and_calls_nobody(
     agent = await desk.user(limits={"USD": 5000})
     payment = await desk.imported(antom, simulator, amount_minor=10000)
     cases = {
-        "amount": {"amount_text": "60.00"},  # over the agent's $50.00 limit
+        "amount": {"amount_text": "100.01"},  # over what the payment holds
         "reason": {"reason": ""},
         "note": {"reason": "other", "note": ""},
         "currency": {"currency": "JPY"},

@@ -129,8 +129,9 @@ async def events(
     refunds: FromQuery[str | None] = None,
     payments: FromQuery[str | None] = None,
     alerts: FromQuery[str | None] = None,
+    approvals: FromQuery[str | None] = None,
 ) -> ServerSentEvent:
-    watch = parse_watch(payment or [], refund or [], refunds, payments, alerts)
+    watch = parse_watch(payment or [], refund or [], refunds, payments, alerts, approvals)
     return ServerSentEvent(
         _stream(channels, engine, watch),
         headers={"cache-control": "no-store", "x-accel-buffering": "no"},

@@ -22,7 +22,8 @@ from web.live import refund_version
 from web.models import EventSource, User
 from web.routes.payments import ListLive, parse_ids
 from web.rules.access import Permission
-from web.services import freshness, listing
+from web.services import approvals, freshness, listing
+from web.services.reasons import catalogue
 
 SOURCE_LABELS: dict[str, str] = {
     EventSource.AGENT: "Agent",
@@ -139,21 +140,36 @@ class RefundController(Controller):
         request: Request[Any, Any, Any],
         refund_pk: FromPath[int],
         db_session: NamedDependency[AsyncSession],
+        current_user: NamedDependency[User],
     ) -> Template:
-        detail = await listing.refund_detail(db_session, refund_pk)
-        if detail is None:
+        context = await detail_context(db_session, refund_pk, current_user)
+        if context is None:
             raise NotFoundException(f"No refund {refund_pk}")
         return page_or_fragment(
-            request,
-            page="refunds/detail.html",
-            fragment="refunds/_detail.html",
-            context={
-                "detail": detail,
-                "source_labels": SOURCE_LABELS,
-                # The fragment answers the page's own refresh: swapped by id.
-                "oob": True,
-            },
+            request, page="refunds/detail.html", fragment="refunds/_detail.html", context=context
         )
+
+
+async def detail_context(
+    session: AsyncSession, refund_pk: int, viewer: User
+) -> dict[str, Any] | None:
+    """Everything the refund page renders from; None when there is no such refund."""
+    detail = await listing.refund_detail(session, refund_pk)
+    if detail is None:
+        return None
+    request_view = await approvals.view(session, detail.row.refund, viewer)
+    return {
+        "detail": detail,
+        "source_labels": SOURCE_LABELS,
+        "request_view": request_view,
+        "reasons": [r for r in await catalogue(session) if r.active]
+        if request_view is not None and request_view.draft is not None
+        else [],
+        "edit_draft": request_view.draft if request_view is not None else None,
+        "edit_check": None,
+        # The fragment answers the page's own refresh: swapped by id.
+        "oob": True,
+    }
 
 
 ROUTES = [RefundController]

@@ -25,6 +25,7 @@ The rules, in the order ``decide`` applies them:
    refund's outcome unknown; the refund call retries with the same id. Inquiries that
    keep teaching nothing are counted and, past a limit, raised to a lead.
 6. **Final is final.** A final status never moves; an answer contradicting it is raised.
+   A request awaiting approval was never sent: no answer moves it either.
 """
 
 from __future__ import annotations
@@ -191,6 +192,8 @@ def decide(
     current = facts.status
     if seen.kind is Kind.INQUIRY and seen.rate_limited:
         return Verdict("rate_limited", "Antom asked the desk to slow down")
+    if current is RefundStatus.AWAITING_APPROVAL:
+        return _never_sent(facts, seen)
 
     if (
         seen.answer in (Answer.SUCCESS, Answer.FAIL, Answer.IN_PROCESS)
@@ -218,12 +221,14 @@ def decide(
                 seen.kind is Kind.CALL and not facts.outcome_unknown
             )
             if confirmed:
-                return _move(
-                    facts,
-                    RefundStatus.FAILED,
-                    "failed",
-                    f"Antom refused the refund: {explain_code(seen.code)}",
+                # An inquiry's result code is the inquiry's own ("SUCCESS": it was
+                # answered), not the refund's: only the refund call's code says why.
+                why = (
+                    f"Antom refused the refund: {explain_code(seen.code)}"
+                    if seen.kind is Kind.CALL
+                    else f"Antom confirms the refund failed ({seen.kind.value})"
                 )
+                return _move(facts, RefundStatus.FAILED, "failed", why)
             why = (
                 "an earlier attempt's outcome is unknown"
                 if seen.kind is Kind.CALL
@@ -334,9 +339,27 @@ def _hold(
 
 
 def _final_vs(facts: RefundFacts, seen: Observation, says: RefundStatus) -> Verdict:
-    if facts.status is says:
+    # A rejected request was never sent: Antom failing it agrees (no money moved).
+    agrees = facts.status is says or (
+        facts.status is RefundStatus.REJECTED and says is RefundStatus.FAILED
+    )
+    if agrees:
         return Verdict("stale", f"Antom confirms {seen.said()}; already recorded")
     return _contradiction(facts, seen)
+
+
+def _never_sent(facts: RefundFacts, seen: Observation) -> Verdict:
+    """A request awaiting approval has never been sent: no answer may move it (only a
+    person's decision does). Antom claiming to have it is raised to a lead."""
+    if seen.answer in (Answer.SUCCESS, Answer.FAIL, Answer.IN_PROCESS):
+        message = (
+            f"Antom says {seen.said()} ({seen.kind.value}) for a refund the desk has not "
+            "sent: it is awaiting approval"
+        )
+        return Verdict(
+            "contradiction", message, alert=AlertKind.CONTRADICTION, alert_message=message
+        )
+    return Verdict("ignored", f"Antom answered {seen.said()}; the refund awaits approval")
 
 
 def _contradiction(facts: RefundFacts, seen: Observation) -> Verdict:

@@ -170,7 +170,9 @@ def check_refund(
         if amount_minor < minimum:
             add(Code.REFUND_AMOUNT_EXCEED, Field.AMOUNT, f"The minimum refund is {fmt(minimum)}")
         elif amount_minor > p.refundable_minor:
-            detail = f" ({fmt(p.in_flight_minor)} is still processing)" if p.in_flight_minor else ""
+            # In flight: sent and not settled, or held for a request awaiting approval.
+            held = fmt(p.in_flight_minor)
+            detail = f" ({held} is held for refunds not yet settled)" if p.in_flight_minor else ""
             if p.refundable_minor == 0:
                 msg = f"Nothing is left to refund{detail}"
             else:

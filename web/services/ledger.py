@@ -243,7 +243,6 @@ async def amend_request(
         "ticket_ref": change.ticket_ref,
         "approval_reason": change.approval_reason,
         "revision": refund.revision + 1,
-        "updated_at": utcnow(),
     }
     goes_now = change.approval_reason is None
     if goes_now:
@@ -253,7 +252,7 @@ async def amend_request(
         await session.exec(
             sa.update(Refund)
             .where(col(Refund.id) == refund_pk)
-            .values(**values)
+            .values(**values, updated_at=utcnow())
             .execution_options(synchronize_session=False)
         )
     after = {k: values[k] for k in before}

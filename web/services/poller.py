@@ -51,7 +51,7 @@ from web.models import (
 )
 from web.rules.lifecycle import SENT_OR_SENDING
 from web.rules.outcomes import Observation, Verdict
-from web.services import ledger, webhooks
+from web.services import approvals, ledger, webhooks
 from web.services.alerts import raise_alert
 from web.services.leases import Leases, new_owner
 from web.services.pacing import RateLimiter, retry_after
@@ -266,6 +266,7 @@ class Poller:
         if time.monotonic() - self._gauges_at >= self.config.gauges_every_s:
             self._gauges_at = time.monotonic()
             await self.flag_stuck(now)
+            await approvals.expire_due(self.engine, now)
             await refresh_gauges(self.engine, now)
             await self._forget_dead_pollers(now)
 

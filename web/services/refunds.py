@@ -200,11 +200,30 @@ async def new_form(
 
 
 async def check_draft(
-    session: AsyncSession, payment: Payment, user: User, draft: RefundDraft, now: datetime
+    session: AsyncSession,
+    payment: Payment,
+    user: User,
+    draft: RefundDraft,
+    now: datetime,
+    *,
+    editing: Refund | None = None,
 ) -> FormCheck:
-    """Live validation: exactly what ``submit_refund`` will decide, field by field."""
+    """Live validation: exactly what ``submit_refund`` will decide, field by field.
+
+    ``editing``: a request awaiting approval being changed; its own hold on the payment
+    and its own amount in the totals are left out (the ledger moves the hold by the
+    difference), and there is no stale-form check (the edit names the revision instead).
+    """
     facts = await payment_facts(session, payment)
-    return await _evaluate(session, payment, user, draft, now, facts)
+    if editing is None:
+        return await _evaluate(session, payment, user, draft, now, facts)
+    facts = dataclasses.replace(
+        facts,
+        in_flight_minor=facts.in_flight_minor - editing.amount_minor,
+        refund_count=facts.refund_count - 1,
+    )
+    draft = dataclasses.replace(draft, refundable_token=_RefundableState.of(facts).encode())
+    return await _evaluate(session, payment, user, draft, now, facts, editing.id)
 
 
 def stale_message(facts: rules.PaymentFacts) -> str:
