@@ -8,6 +8,7 @@ from web.routes import (
     account,
     admin,
     api,
+    audit,
     health,
     live,
     orders,
@@ -30,4 +31,5 @@ ROUTE_HANDLERS: list[ControllerRouterHandler] = [
     *api.ROUTES,
     *orders.ROUTES,
     *admin.ROUTES,
+    *audit.ROUTES,
 ]
