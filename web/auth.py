@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from litestar import Request
@@ -28,9 +29,10 @@ from litestar.types import Message, Scope
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from web.db import session_scope
-from web.models import User
+from web.models import ApiKey, User
 from web.request_ids import request_id_of
 from web.rules.access import Permission, can
+from web.services import session_audit
 from web.services.audit import Actor
 from web.services.users import (
     ABSOLUTE_TIMEOUT_S,
@@ -84,8 +86,15 @@ async def retrieve_user(
         return await get_signed_in_user(db, token)
 
 
-async def sign_in(request: Request[Any, Any, Any], db: AsyncSession, user: User) -> None:
-    """Start a new server-side session and hand its token to the browser.
+async def sign_in(
+    request: Request[Any, Any, Any],
+    db: AsyncSession,
+    user: User,
+    *,
+    method: session_audit.Method,
+) -> None:
+    """Start a new server-side session and hand its token to the browser; the audit
+    trail records the sign-in (``method``: password or single sign-on) with it.
 
     Always a new token, so a session id planted before sign-in is worth nothing; a
     session the browser still carried (another user, or an earlier sign-in) is ended.
@@ -99,6 +108,7 @@ async def sign_in(request: Request[Any, Any, Any], db: AsyncSession, user: User)
         ip=request.client.host if request.client else None,
         user_agent=request.headers.get("user-agent"),
     )
+    await session_audit.signed_in(db, actor_of(request, user), user, method=method)
     request.set_session({SESSION_ID_KEY: token})
 
 
@@ -133,6 +143,12 @@ def actor_of(request: Request[Any, Any, Any], user: User | None = None) -> Actor
         user_agent=request.headers.get("user-agent"),
         request_id=request_id_of(request),
     )
+
+
+def key_actor(request: Request[Any, Any, Any], key: ApiKey) -> Actor:
+    """A merchant system calling with an API key: named by the key's name and prefix
+    (never the key), with the request's address, user agent and id."""
+    return replace(actor_of(request), label=f"API key “{key.name}” ({key.prefix}…)")
 
 
 def provide_actor(request: Request[Any, Any, Any]) -> Actor:

@@ -38,12 +38,15 @@ from web.services import limits
 from web.services import orders as order_svc
 from web.services import refunds as refund_svc
 from web.services import users as user_svc
+from web.services.audit import Actor
 from web.services.imports import import_payment
 from web.settings import Settings
 from web.sim.app import create_sim_app
 from web.sim.config import SimConfig
 
 DEMO_CLIENT_ID = "DEMO_MERCHANT_0001"
+# Who the audit trail names for what the demo's seeding does.
+DEMO_ACTOR = Actor(label="demo")
 DEMO_PASSWORD = "refund-desk-demo"  # noqa: S105 - printed on the console for the demo logins
 DEMO_USERS: tuple[tuple[str, str, str], ...] = (
     ("agent@demo.test", "Ada Agent", "agent"),
@@ -149,7 +152,10 @@ async def _send_orders(
     """The order feed's service, as ``POST /api/orders`` with the Demo shop's key calls it."""
     async with session_scope(engine) as session:
         results = await order_svc.ingest(
-            session, [spec.order_record() for spec in specs], api_key_pk=key.key.id
+            session,
+            [spec.order_record() for spec in specs],
+            api_key_pk=key.key.id,
+            actor=DEMO_ACTOR,
         )
     rejected = [r.as_json() for r in results if not r.accepted]
     if rejected:
@@ -166,7 +172,7 @@ async def _seed(settings: Settings, sim_url: str) -> tuple[list[str], str]:
     created: list[str] = []
     try:
         async with session_scope(engine) as session:
-            feed_key = await key_svc.create_key(session, name="Demo shop")
+            feed_key = await key_svc.create_key(session, name="Demo shop", actor=DEMO_ACTOR)
         # Orders the shop sends before Antom's payments reach the desk wait for them.
         await _send_orders(engine, feed_key, DEMO_PAYMENTS[::2])
         async with httpx.AsyncClient(base_url=sim_url, timeout=10) as sim:

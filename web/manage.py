@@ -21,6 +21,7 @@ from web.models import Role
 from web.services import api_keys as key_svc
 from web.services import limits
 from web.services import users as svc
+from web.services.audit import Actor
 from web.settings import ConfigError, Settings
 
 T = TypeVar("T")
@@ -162,6 +163,10 @@ def users_deactivate(email: str) -> None:
     click.echo(_run(work))
 
 
+# Who the audit trail names for what is done from the command line.
+CLI_ACTOR = Actor(label="cli")
+
+
 @click.group("api-keys")
 def api_keys() -> None:
     """Keys for the merchant's systems to send orders (POST /api/orders)."""
@@ -175,7 +180,8 @@ def api_keys_create(name: str, created_by: str | None) -> None:
 
     async def work(session: AsyncSession) -> key_svc.NewKey:
         admin = await svc.require_user(session, created_by) if created_by else None
-        return await key_svc.create_key(session, name=name, created_by=admin)
+        actor = Actor(user_id=admin.id, label=admin.email) if admin else CLI_ACTOR
+        return await key_svc.create_key(session, name=name, actor=actor)
 
     made = _run(work)
     click.echo(f"Created API key {made.key.id} “{made.key.name}” ({made.key.scope}):")
@@ -210,7 +216,7 @@ def api_keys_revoke(key_id: int) -> None:
     """Revoke key KEY_ID (see ``list``): refused from the next request on."""
 
     async def work(session: AsyncSession) -> str:
-        key = await key_svc.revoke_key(session, key_id)
+        key = await key_svc.revoke_key(session, key_id, actor=CLI_ACTOR)
         return f"Revoked API key {key.id} “{key.name}” ({key.prefix}…)"
 
     click.echo(_run(work))

@@ -57,6 +57,7 @@ EXPECTED: dict[str, Permission] = {
     "admin:api_keys": P.MANAGE_API_KEYS,
     "admin:api_keys_create": P.MANAGE_API_KEYS,
     "admin:api_keys_revoke": P.MANAGE_API_KEYS,
+    "admin:audit": P.VIEW_AUDIT,
 }
 
 

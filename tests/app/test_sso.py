@@ -13,11 +13,13 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col, select
 
 from tests.support.fixtures_app import login
 from tests.support.oidc_provider import OIDCProvider, running_provider
 from web.db import session_scope
-from web.models import Role
+from web.models import AuditEvent, Role
+from web.services.audit import Action
 from web.services.users import get_user_by_email
 from web.settings import ConfigError, OIDCConfig, Settings
 
@@ -76,6 +78,45 @@ async def test_sign_in_through_the_provider_lands_signed_in_with_the_mapped_role
     async with session_scope(engine) as db:
         user = await get_user_by_email(db, "lee.lead@corp.test")
     assert user is not None and user.role == Role.LEAD
+
+
+async def _audit_rows(engine: AsyncEngine) -> list[AuditEvent]:
+    async with session_scope(engine) as db:
+        return list((await db.exec(select(AuditEvent).order_by(col(AuditEvent.id)))).all())
+
+
+async def test_a_single_sign_on_is_one_audit_row_with_its_method(
+    client: httpx.AsyncClient, provider: OIDCProvider, engine: AsyncEngine
+) -> None:
+    client.headers.update({"User-Agent": "AuditTest/SSO", "X-Request-ID": "req-sso-1"})
+    assert (await _sso(client)).status_code == 200
+    [row] = await _audit_rows(engine)
+    async with session_scope(engine) as db:
+        user = await get_user_by_email(db, "lee.lead@corp.test")
+    assert user is not None
+    assert (row.action, row.actor_id, row.actor_label) == (
+        Action.SIGN_IN.value,
+        user.id,
+        "lee.lead@corp.test",
+    )
+    assert row.detail == {"method": "sso", "role": "lead"}
+    assert (row.ip, row.user_agent, row.request_id) == ("127.0.0.1", "AuditTest/SSO", "req-sso-1")
+
+
+async def test_a_refused_single_sign_on_is_one_failed_row_with_the_reason(
+    client: httpx.AsyncClient, provider: OIDCProvider, engine: AsyncEngine
+) -> None:
+    provider.user["groups"] = ["everyone", "marketing"]
+    assert (await _sso(client)).status_code == 403
+    [row] = await _audit_rows(engine)
+    assert (row.action, row.actor_id, row.actor_label) == (
+        Action.SIGN_IN_FAILED.value,
+        None,
+        "lee.lead@corp.test",
+    )
+    assert row.detail is not None and row.detail["method"] == "sso"
+    assert NOT_IN_GROUP in row.detail["reason"]
+    assert CLIENT_SECRET not in repr(row.model_dump())
 
 
 async def test_the_strongest_mapped_group_wins_and_follows_the_idp(

@@ -9,6 +9,7 @@ from web.routes import (
     admin,
     api,
     approvals,
+    audit,
     health,
     live,
     orders,
@@ -32,4 +33,5 @@ ROUTE_HANDLERS: list[ControllerRouterHandler] = [
     *api.ROUTES,
     *orders.ROUTES,
     *admin.ROUTES,
+    *audit.ROUTES,
 ]

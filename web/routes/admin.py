@@ -13,9 +13,9 @@ from litestar.response import Redirect, Template
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from web.auth import requires
-from web.models import User
 from web.rules.access import Permission
 from web.services import api_keys
+from web.services.audit import Actor
 
 REFUSED = 422
 
@@ -59,12 +59,12 @@ class ApiKeyController(Controller):
         self,
         data: URLEncodedBody[NewKeyForm],
         db_session: NamedDependency[AsyncSession],
-        current_user: NamedDependency[User],
+        actor: NamedDependency[Actor],
     ) -> Template:
         """The answer to this POST is the only place the key is ever shown (the page is
         ``no-store``, like every page); reloading does not show it again."""
         try:
-            new_key = await api_keys.create_key(db_session, name=data.name, created_by=current_user)
+            new_key = await api_keys.create_key(db_session, name=data.name, actor=actor)
         except api_keys.ApiKeyError as exc:
             return await _page(db_session, name=data.name, error=str(exc), status_code=REFUSED)
         return await _page(db_session, new_key=new_key)
@@ -75,10 +75,10 @@ class ApiKeyController(Controller):
         request: Request[Any, Any, Any],
         key_pk: FromPath[int],
         db_session: NamedDependency[AsyncSession],
-        current_user: NamedDependency[User],
+        actor: NamedDependency[Actor],
     ) -> Redirect:
         try:
-            key = await api_keys.revoke_key(db_session, key_pk, by=current_user)
+            key = await api_keys.revoke_key(db_session, key_pk, actor=actor)
         except api_keys.ApiKeyError as exc:
             flash(request, str(exc), category="error")
         else:

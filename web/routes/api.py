@@ -25,6 +25,7 @@ from litestar.status_codes import (
 from litestar.types import ExceptionHandlersMap
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from web.auth import key_actor
 from web.models import ApiKey, ApiKeyScope
 from web.services import orders
 from web.services.api_keys import KeyRefused, authenticate, bearer_token
@@ -106,7 +107,9 @@ class OrderFeedController(Controller):
         """
         try:
             body = json.loads(await request.body())
-            results = await orders.ingest(db_session, body, api_key_pk=api_key.id)
+            results = await orders.ingest(
+                db_session, body, api_key_pk=api_key.id, actor=key_actor(request, api_key)
+            )
         except json.JSONDecodeError as exc:
             return _errors(HTTP_400_BAD_REQUEST, f"The body is not valid JSON ({exc})")
         except UnicodeDecodeError:

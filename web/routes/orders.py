@@ -26,6 +26,7 @@ from web.htmx import page_or_fragment, wants_fragment
 from web.models import OrderImport, User
 from web.rules.access import Permission
 from web.services import orders
+from web.services.audit import Actor
 
 REFUSED = 422
 # The file plus the multipart envelope.
@@ -65,6 +66,7 @@ class OrderImportController(Controller):
         db_session: NamedDependency[AsyncSession],
         engine: NamedDependency[AsyncEngine],
         current_user: NamedDependency[User],
+        actor: NamedDependency[Actor],
     ) -> Template | Redirect:
         if data.file is None or not data.file.filename:
             return await _index(db_session, request, errors=["Choose a CSV file to upload"])
@@ -74,7 +76,7 @@ class OrderImportController(Controller):
         job = await orders.start_import(db_session, current_user, data.file.filename, parsed)
         assert job.id is not None
         # Saved after this answer is sent (the job row is committed by then).
-        task = BackgroundTask(orders.run_import, engine, job.id, parsed)
+        task = BackgroundTask(orders.run_import, engine, job.id, parsed, actor)
         if not wants_fragment(request):
             return Redirect(
                 request.app.route_reverse("orders:import_detail", import_pk=job.id),

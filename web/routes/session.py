@@ -14,11 +14,12 @@ from litestar.plugins.htmx import ClientRedirect
 from litestar.response import Redirect, Template
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from web.auth import requires, sign_in, sign_out
+from web.auth import actor_of, requires, sign_in, sign_out
 from web.htmx import LOGIN_PATH, is_htmx, safe_next
 from web.models import User
 from web.rules.access import Permission
-from web.services import throttle
+from web.services import session_audit, throttle
+from web.services.audit import Actor
 from web.services.limits import limits_for
 from web.services.users import authenticate, revoke_sessions
 from web.settings import Settings
@@ -96,6 +97,9 @@ async def login_submit(
     if refused is not None:
         # Checked before the password, so a locked account gives away nothing more.
         log.warning("sign-in refused: too many failures (%s, address %s)", refused.scope, ip)
+        await session_audit.sign_in_throttled(
+            db_session, actor_of(request), email=email, refusal=refused
+        )
         return login_page_template(
             settings,
             email=_echo(email),
@@ -107,6 +111,9 @@ async def login_submit(
     if user is None:
         await throttle.record_failure(db_session, email, ip)
         log.info("sign-in failed (address %s)", ip)
+        await session_audit.sign_in_failed(
+            db_session, actor_of(request), method="password", email=email
+        )
         return login_page_template(
             settings,
             email=_echo(email),
@@ -115,7 +122,7 @@ async def login_submit(
             status_code=400,
         )
     await throttle.record_success(db_session, email)
-    await sign_in(request, db_session, user)
+    await sign_in(request, db_session, user, method="password")
     return Redirect(safe_next(data.next) if data.next else "/", status_code=303)
 
 
@@ -133,10 +140,13 @@ async def _to_login(
 
 @post("/logout", name="session:logout", guards=[requires(Permission.USE_DESK)])
 async def logout(
-    request: Request[Any, Any, Any], db_session: NamedDependency[AsyncSession]
+    request: Request[Any, Any, Any],
+    db_session: NamedDependency[AsyncSession],
+    actor: NamedDependency[Actor],
 ) -> Redirect | ClientRedirect:
     # Revoked in the database, not just forgotten by this browser: a copy of the cookie
     # taken before this request is refused afterwards, on every instance.
+    await session_audit.signed_out(db_session, actor)
     return await _to_login(request, db_session, "You are signed out.")
 
 
@@ -149,9 +159,11 @@ async def sign_out_everywhere(
     request: Request[Any, Any, Any],
     current_user: NamedDependency[User],
     db_session: NamedDependency[AsyncSession],
+    actor: NamedDependency[Actor],
 ) -> Redirect | ClientRedirect:
     assert current_user.id is not None
     await revoke_sessions(db_session, current_user.id)
+    await session_audit.signed_out(db_session, actor, everywhere=True)
     return await _to_login(request, db_session, "You are signed out on every device and browser.")
 
 

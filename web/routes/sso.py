@@ -16,10 +16,10 @@ from litestar.params import QueryParameter
 from litestar.response import Redirect, Template
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from web.auth import sign_in
+from web.auth import actor_of, sign_in
 from web.htmx import safe_next
 from web.routes.session import login_page_template
-from web.services import sso
+from web.services import session_audit, sso
 from web.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,12 @@ async def sso_callback(
     pending = sso.Pending.from_dict(session.pop(_PENDING_KEY, None))
     request.set_session(session)
     if error:
-        return _refused(settings, "The sign-on provider did not sign you in.", 400)
+        message = "The sign-on provider did not sign you in."
+        await session_audit.sign_in_failed(
+            db_session, actor_of(request), method="sso", reason=message
+        )
+        return _refused(settings, message, 400)
+    person: sso.Identity | None = None
     try:
         async with httpx.AsyncClient() as http:
             claims = await sso.finish(
@@ -84,8 +89,15 @@ async def sso_callback(
         user = await sso.user_for(db_session, person, role)
     except sso.SSOError as exc:
         log.warning("single sign-on refused: %s", exc)
+        await session_audit.sign_in_failed(
+            db_session,
+            actor_of(request),
+            method="sso",
+            email=person.email if person else "",
+            reason=str(exc),
+        )
         return _refused(settings, str(exc), 403)
-    await sign_in(request, db_session, user)
+    await sign_in(request, db_session, user, method="sso")
     log.info("single sign-on: user %s signed in as %s", user.id, user.role)
     target = pending.next_path if pending else ""
     return Redirect(target or "/", status_code=303)

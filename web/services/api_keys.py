@@ -6,6 +6,9 @@ is returned once, by ``create_key``, and never again: not by ``list_keys``, not 
 error, not in a log line. Each key carries one scope (``ApiKeyScope``), so a key made for
 the order feed opens nothing else. Revoking is immediate: every request looks its key up.
 
+Creating and revoking a key each add an audit row (web/services/audit.py) naming the
+key by its name, prefix and scope: never the key, nor its hash.
+
 No Litestar here; ``web/routes/api.py`` turns ``KeyRefused`` into a 401.
 """
 
@@ -20,7 +23,9 @@ from datetime import datetime, timedelta
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from web.models import ApiKey, ApiKeyScope, User, utcnow
+from web.models import ApiKey, ApiKeyScope, utcnow
+from web.services import audit
+from web.services.audit import Action, Actor
 
 KEY_PREFIX = "rdk_"
 _KEY_BYTES = 32
@@ -64,23 +69,37 @@ def _clean_name(name: str) -> str:
     return text
 
 
+def _described(key: ApiKey) -> dict[str, str]:
+    """What the audit trail says about a key: enough to tell it apart, nothing to use."""
+    return {"name": key.name, "prefix": key.prefix, "scope": str(key.scope)}
+
+
 async def create_key(
     session: AsyncSession,
     *,
     name: str,
     scope: ApiKeyScope = ApiKeyScope.ORDERS_WRITE,
-    created_by: User | None = None,
+    actor: Actor | None = None,
 ) -> NewKey:
+    """A new key, made by ``actor`` (the admin's request, or the CLI)."""
     secret = KEY_PREFIX + secrets.token_urlsafe(_KEY_BYTES)
     key = ApiKey(
         name=_clean_name(name),
         prefix=secret[:_SHOWN_CHARS],
         key_hash=hash_key(secret),
         scope=scope,
-        created_by=created_by.id if created_by else None,
+        created_by=actor.user_id if actor else None,
     )
     session.add(key)
     await session.flush()
+    await audit.record(
+        session,
+        Action.API_KEY_CREATED,
+        actor,
+        object_type="api_key",
+        object_id=key.id,
+        after=_described(key),
+    )
     return NewKey(key, secret)
 
 
@@ -94,16 +113,27 @@ async def list_keys(session: AsyncSession) -> Sequence[ApiKey]:
     return result.all()
 
 
-async def revoke_key(session: AsyncSession, key_pk: int, *, by: User | None = None) -> ApiKey:
-    """Revoke a key now; revoking a revoked key keeps its first revocation."""
+async def revoke_key(session: AsyncSession, key_pk: int, *, actor: Actor | None = None) -> ApiKey:
+    """Revoke a key now; revoking a revoked key keeps its first revocation (and adds no
+    audit row: nothing changed)."""
     key = await session.get(ApiKey, key_pk)
     if key is None:
         raise ApiKeyError(f"There is no API key {key_pk}")
     if key.revoked_at is None:
         key.revoked_at = utcnow()
-        key.revoked_by = by.id if by else None
+        key.revoked_by = actor.user_id if actor else None
         session.add(key)
         await session.flush()
+        await audit.record(
+            session,
+            Action.API_KEY_REVOKED,
+            actor,
+            object_type="api_key",
+            object_id=key.id,
+            before={"revoked": False},
+            after={"revoked": True},
+            detail=_described(key),
+        )
     return key
 
 

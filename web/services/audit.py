@@ -3,7 +3,8 @@
 No web framework here: the HTTP edge builds an ``Actor`` from the request (who, IP, user
 agent, request id) and passes it down. ``record`` adds the row to the caller's
 transaction, so the action and its audit row commit or roll back together. On
-PostgreSQL a trigger refuses UPDATE and DELETE of ``audit_events`` (migration 0002).
+PostgreSQL a trigger refuses UPDATE, DELETE and TRUNCATE of ``audit_events`` (migration
+0002). Reading the trail is web/services/audit_log.py.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class Action(StrEnum):
     SIGN_IN_FAILED = "auth.sign_in_failed"
     SIGN_IN_THROTTLED = "auth.sign_in_throttled"
     SIGN_OUT = "auth.sign_out"
+    SIGN_OUT_EVERYWHERE = "auth.sign_out_everywhere"
     REFUND_REQUESTED = "refund.requested"
     REFUND_APPROVAL_REQUESTED = "refund.approval_requested"
     REFUND_EDITED = "refund.edited"

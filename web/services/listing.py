@@ -198,7 +198,7 @@ def _day_start(day: date, zone_name: str = "UTC") -> datetime:
     return datetime.combine(day, time.min, tzinfo=zone(zone_name)).astimezone(UTC)
 
 
-def _date_range(
+def date_range(
     column: Any, start: date | None, end: date | None, zone_name: str = "UTC"
 ) -> list[ColumnElement[bool]]:
     """Whole days in the reader's time zone (the days the pages show), ``end`` included;
@@ -209,6 +209,26 @@ def _date_range(
     if end is not None:
         clauses.append(column < _day_start(end + timedelta(days=1), zone_name))
     return clauses
+
+
+async def time_page(
+    session: AsyncSession,
+    base: SelectOfScalar[T],
+    *,
+    at: Any,
+    id_column: Any,
+    cursor: str,
+    direction: Direction = "desc",
+    page_size: int = PAGE_SIZE,
+) -> Page[T]:
+    """One keyset page of any ``base`` ordered by a time column ``at`` and its row id
+    (the lists below, and other read sides such as web/services/audit_log.py), seeking
+    from the encoded ``cursor``; with the capped total."""
+    ordering = _Ordering("time", at, id_column, is_time=True)
+    found = Cursor.decode(cursor, ordering.name)
+    rows, nxt, prev = await _keyset_page(session, base, ordering, direction, found, page_size)
+    total, capped = await _capped_count(session, base)
+    return Page(rows, nxt, prev, total, capped)
 
 
 def _ordering(model: type[Payment] | type[Refund], sort: SortKey) -> _Ordering:
@@ -388,7 +408,7 @@ def _payment_where(f: PaymentFilters) -> list[ColumnElement[bool]]:
     if f.currency:
         where.append(col(Payment.currency) == f.currency)
     date_col = col(Payment.paid_at) if f.date_field == "paid" else col(Payment.created_at)
-    where.extend(_date_range(date_col, f.date_from, f.date_to, f.zone))
+    where.extend(date_range(date_col, f.date_from, f.date_to, f.zone))
     if f.has_refunds == "yes":
         where.append(_has_refund())
     elif f.has_refunds == "no":
@@ -500,7 +520,7 @@ def _refund_where(f: RefundFilters) -> list[ColumnElement[bool]]:
         where.append(col(Refund.agent_id) == f.agent_id)
     if f.currency:
         where.append(col(Refund.currency) == f.currency)
-    where.extend(_date_range(col(Refund.created_at), f.date_from, f.date_to, f.zone))
+    where.extend(date_range(col(Refund.created_at), f.date_from, f.date_to, f.zone))
     if f.payment.strip():
         ref = f.payment.strip()
         payment_pks = sa.select(col(Payment.id)).where(

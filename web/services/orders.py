@@ -19,6 +19,9 @@ CSV file a lead uploads (web/routes/orders.py); both end in ``save_record`` here
   the searchable copy (order reference, buyer name and email: the list searches one
   table); the order row keeps the rest (phone, customer id, total, items).
 
+Every import adds one audit row (web/services/audit.py) with its counts: an API request
+when its records are saved (``ingest``), a CSV upload when its last line is (``run_import``).
+
 No Litestar here.
 """
 
@@ -42,6 +45,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from web.antom.money import ANTOM_EXPONENTS, ISO_EXPONENTS, MoneyError, parse_amount
 from web.db import session_scope
 from web.models import Order, OrderImport, OrderImportStatus, Payment, User, utcnow
+from web.services import audit
+from web.services.audit import Action, Actor
 
 MAX_RECORDS = 1000  # per API request; more is one more request
 MAX_CSV_BYTES = 5 * 1024 * 1024
@@ -477,14 +482,38 @@ def records_of(body: object) -> list[object]:
     raise BatchError("Send one order as a JSON object, or several as a JSON list")
 
 
+def _outcome_counts(results: Sequence[RecordResult]) -> dict[str, int]:
+    outcomes = [r.outcome for r in results if r.accepted]
+    return {
+        "created": outcomes.count("created"),
+        "updated": outcomes.count("updated"),
+        "unchanged": outcomes.count("unchanged"),
+        "rejected": sum(not r.accepted for r in results),
+    }
+
+
 async def ingest(
-    session: AsyncSession, body: object, *, api_key_pk: int | None = None
+    session: AsyncSession,
+    body: object,
+    *,
+    api_key_pk: int | None = None,
+    actor: Actor | None = None,
 ) -> list[RecordResult]:
-    """Every record of an API request, each accepted or rejected on its own."""
-    return [
+    """Every record of an API request, each accepted or rejected on its own; one audit
+    row for the request (by ``actor``, the key's caller), with the counts."""
+    results = [
         await save_one(session, i, raw, source="api", api_key_pk=api_key_pk)
         for i, raw in enumerate(records_of(body))
     ]
+    await audit.record(
+        session,
+        Action.IMPORTED,
+        actor,
+        object_type="api_key" if api_key_pk is not None else None,
+        object_id=api_key_pk,
+        detail={"source": "api", "records": len(results), **_outcome_counts(results)},
+    )
+    return results
 
 
 # ---------------------------------------------------------------- CSV files
@@ -638,12 +667,37 @@ async def start_import(
     return job
 
 
-async def run_import(engine: AsyncEngine, import_pk: int, parsed: CsvFile) -> None:
+async def _audit_import(session: AsyncSession, job: OrderImport, actor: Actor | None) -> None:
+    """The import's one audit row, in the transaction that marks it done or failed."""
+    await audit.record(
+        session,
+        Action.IMPORTED,
+        actor,
+        object_type="order_import",
+        object_id=job.id,
+        detail={
+            "source": "csv",
+            "filename": job.filename,
+            "status": str(job.status),
+            "lines": job.total_lines,
+            "processed": job.processed_lines,
+            "created": job.created_count,
+            "updated": job.updated_count,
+            "unchanged": job.unchanged_count,
+            "rejected": job.rejected_count,
+        },
+    )
+
+
+async def run_import(
+    engine: AsyncEngine, import_pk: int, parsed: CsvFile, actor: Actor | None = None
+) -> None:
     """Save an upload's lines, ``CSV_CHUNK`` per transaction, counting as it goes.
 
     Runs after the upload's response (a background task); the page polls the counts.
     A failure marks the import failed; the chunks already saved stay (they are upserts,
-    so uploading the file again is safe).
+    so uploading the file again is safe). Either way the transaction that ends the
+    import adds its audit row, naming ``actor`` (who uploaded it, from their request).
     """
     try:
         for start in range(0, len(parsed.lines), CSV_CHUNK):
@@ -671,12 +725,14 @@ async def run_import(engine: AsyncEngine, import_pk: int, parsed: CsvFile) -> No
             assert job is not None
             job.status, job.finished_at = OrderImportStatus.DONE, utcnow()
             session.add(job)
+            await _audit_import(session, job, actor)
     except Exception:
         async with session_scope(engine) as session:
             job = await session.get(OrderImport, import_pk)
-            if job is not None:
+            if job is not None and job.status == OrderImportStatus.RUNNING:
                 job.status, job.finished_at = OrderImportStatus.FAILED, utcnow()
                 session.add(job)
+                await _audit_import(session, job, actor)
         raise
 
 
