@@ -53,7 +53,14 @@ def test_the_migrations_are_the_generated_one_and_the_hand_written_ones() -> Non
 def test_sqlite_upgrade_head_matches_the_models(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'fresh.sqlite3'}"
     migrate(url)
-    assert {"users", "spending_limits", "password_tokens", "payments", "refunds", "refund_events"} <= tables(url)
+    assert {
+        "users",
+        "spending_limits",
+        "password_tokens",
+        "payments",
+        "refunds",
+        "refund_events",
+    } <= tables(url)
     assert schema_diff(url) == []
 
 
@@ -79,7 +86,14 @@ def test_a_model_change_without_migration_is_detected(tmp_path: Path) -> None:
 @pytest.mark.postgres
 def test_postgres_upgrade_head_matches_the_models(postgres_url: str) -> None:
     # postgres_url is a fresh database copied from a template migrated by migrate().
-    assert {"users", "spending_limits", "password_tokens", "payments", "refunds", "refund_events"} <= tables(postgres_url)
+    assert {
+        "users",
+        "spending_limits",
+        "password_tokens",
+        "payments",
+        "refunds",
+        "refund_events",
+    } <= tables(postgres_url)
     assert schema_diff(postgres_url) == []
 
 

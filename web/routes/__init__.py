@@ -7,6 +7,9 @@ from litestar.types import ControllerRouterHandler
 from web.routes import (
     account,
     admin,
+    admin_limits,
+    admin_reasons,
+    admin_users,
     api,
     health,
     live,
@@ -30,4 +33,7 @@ ROUTE_HANDLERS: list[ControllerRouterHandler] = [
     *api.ROUTES,
     *orders.ROUTES,
     *admin.ROUTES,
+    *admin_users.ROUTES,
+    *admin_limits.ROUTES,
+    *admin_reasons.ROUTES,
 ]

@@ -410,3 +410,18 @@ async def effective_limits(session: AsyncSession) -> list[PersonCaps]:
         elsewhere = "no limit" if unlimited else "every refund needs approval"
         result.append(PersonCaps(person, shown, elsewhere))
     return result
+
+
+async def parse_subject(session: AsyncSession, text: str) -> tuple[User | None, Role | None]:
+    """Whose limit a form means: ``role:agent`` or ``user:12``."""
+    kind, _, value = text.strip().partition(":")
+    if kind == "role":
+        try:
+            return None, Role(value)
+        except ValueError:
+            pass
+    elif kind == "user" and value.isascii() and value.isdigit():
+        user = await session.get(User, int(value))
+        if user is not None:
+            return user, None
+    raise LimitFormError({"subject": "Choose a role or a person"})
