@@ -6,7 +6,7 @@ import click
 
 from web.demo import demo
 from web.jobs import poller_command
-from web.manage import api_keys, migrate_command, serve, users
+from web.manage import api_keys, limits_group, migrate_command, reasons_group, serve, users
 from web.sim.cli import sim
 
 
@@ -17,6 +17,8 @@ def main() -> None:
 
 # Subcommands are added below, one line per area (e.g. ``main.add_command(sim)``).
 main.add_command(users)  # app-foundation: users, migrate and serve below
+main.add_command(limits_group)  # admin pages: limits per role and per user
+main.add_command(reasons_group)  # admin pages: the managed reason list
 main.add_command(api_keys)  # order feed: keys for the merchant's systems
 main.add_command(migrate_command)
 main.add_command(serve)

@@ -526,6 +526,26 @@ class UserSession(SQLModel, table=True):
     user_agent: str | None = Field(default=None, max_length=256)
 
 
+class PasswordToken(SQLModel, table=True):
+    """A one-time link to choose a password (an invitation or an admin's reset).
+
+    Only the SHA-256 of the random token is stored: the link itself is shown once, to
+    the admin who made it. It works once (``used_at``), until ``expires_at``, and only
+    while its user is active; making a new one for a user deletes their unused ones.
+    """
+
+    __tablename__ = "password_tokens"
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    token_hash: str = Field(max_length=64, unique=True)
+    user_id: int = Field(foreign_key="users.id", index=True, sa_type=BigId)
+    purpose: str = Field(max_length=16)  # "invite" or "reset"
+    created_at: datetime = ts(default_factory=utcnow)
+    expires_at: datetime = ts()
+    used_at: datetime | None = ts(default=None)
+    created_by: int | None = Field(default=None, foreign_key="users.id", sa_type=BigId)
+
+
 # ---------------------------------------------------------------- the order feed
 
 

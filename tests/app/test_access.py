@@ -28,6 +28,9 @@ PUBLIC = {
     "health": "the platform's health check",
     "webhooks:antom": "authenticated by Antom's signature",
     "api:orders": "authenticated by an API key, scoped to this endpoint",
+    "password:link": "a one-time link: whoever holds it chooses that person's password",
+    "password:set": "the page the link opens (the token rides in the session cookie)",
+    "password:set_submit": "and its form",
 }
 # The permission each route needs: the spec this test holds the routes to.
 EXPECTED: dict[str, Permission] = {
@@ -54,6 +57,20 @@ EXPECTED: dict[str, Permission] = {
     "orders:import": P.IMPORT_ORDERS,
     "orders:import_upload": P.IMPORT_ORDERS,
     "orders:import_detail": P.IMPORT_ORDERS,
+    "admin:index": P.USE_DESK,  # lists only the admin pages the person may open
+    "admin:permissions": P.VIEW_PERMISSIONS,
+    "admin:users": P.MANAGE_USERS,
+    "admin:users_invite": P.MANAGE_USERS,
+    "admin:users_role": P.MANAGE_USERS,
+    "admin:users_disable": P.MANAGE_USERS,
+    "admin:users_enable": P.MANAGE_USERS,
+    "admin:users_reset": P.MANAGE_USERS,
+    "admin:limits": P.MANAGE_LIMITS,
+    "admin:limits_set": P.MANAGE_LIMITS,
+    "admin:limits_remove": P.MANAGE_LIMITS,
+    "admin:reasons": P.MANAGE_REASONS,
+    "admin:reasons_add": P.MANAGE_REASONS,
+    "admin:reasons_edit": P.MANAGE_REASONS,
     "admin:api_keys": P.MANAGE_API_KEYS,
     "admin:api_keys_create": P.MANAGE_API_KEYS,
     "admin:api_keys_revoke": P.MANAGE_API_KEYS,
@@ -133,7 +150,7 @@ def test_object_level_rules() -> None:
 
 def concrete(path: str) -> str:
     """A path with its parameters filled in: the guard answers before any lookup."""
-    return re.sub(r"\{[^}]+:int\}", "999999", path)
+    return re.sub(r"\{[^}]+:str\}", "nothing", re.sub(r"\{[^}]+:int\}", "999999", path))
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from sqlmodel import select
 from tests.support.fixtures_app import DEFAULT_PASSWORD
 from web.cli import main
 from web.db import session_scope
-from web.models import AgentLimit, User
+from web.models import SpendingLimit, User
 from web.services.users import (
     UserError,
     authenticate,
@@ -116,7 +116,7 @@ async def test_cli_manages_users_and_limits(cli, engine: AsyncEngine) -> None:
         "lee's long password",
     )
     assert "Created lead lee@desk.test" in out
-    assert "largest JPY refund is ¥5,000" in cli(
+    assert "lee@desk.test: JPY: ¥5,000 per refund" in cli(
         "users", "set-limit", "--email", "lee@desk.test", "--currency", "jpy", "--max", "5000"
     )
     assert "not a number" in cli(
@@ -131,8 +131,10 @@ async def test_cli_manages_users_and_limits(cli, engine: AsyncEngine) -> None:
         ok=False,
     )
     async with session_scope(engine) as session:
-        limits = (await session.exec(select(AgentLimit))).all()
-        assert [(x.currency, x.max_minor) for x in limits] == [("JPY", 5000)]
+        limits = (await session.exec(select(SpendingLimit))).all()
+        assert [(x.currency, x.max_single_minor, x.max_day_minor) for x in limits] == [
+            ("JPY", 5000, None)
+        ]
     listing = cli("users", "list")
     assert "lee@desk.test" in listing and "active" in listing and "¥5,000" in listing
     assert "Deactivated lee@desk.test" in cli("users", "deactivate", "--email", "lee@desk.test")

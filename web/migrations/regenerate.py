@@ -11,9 +11,12 @@ database is dropped afterwards and the new file is formatted with ruff.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
+from pathlib import Path
 
 import psycopg
 from alembic import command
@@ -39,13 +42,21 @@ def main() -> None:
     name = f"rd_regen_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(server, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
+    # Only 0001 is generated: later migrations (0002…) are written by hand. They stay
+    # out of the way while Alembic autogenerates (their parent is the one rewritten).
+    later = [p for p in VERSIONS.glob("*.py") if not p.name.startswith("0001_")]
+    aside = Path(tempfile.mkdtemp(prefix="rd_regen_"))
     try:
-        # Only the generated one: later migrations (0002…) are written by hand.
+        for path in later:
+            shutil.move(str(path), aside / path.name)
         for old in VERSIONS.glob("0001_*.py"):
             old.unlink()
         url = normalise_database_url(with_database(server, name), ROOT)
         command.revision(alembic_config(url), message="initial", autogenerate=True, rev_id="0001")
     finally:
+        for path in later:
+            shutil.move(str(aside / path.name), path)
+        aside.rmdir()
         with psycopg.connect(server, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     files = [str(p) for p in VERSIONS.glob("0001_*.py")]

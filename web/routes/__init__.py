@@ -7,6 +7,9 @@ from litestar.types import ControllerRouterHandler
 from web.routes import (
     account,
     admin,
+    admin_limits,
+    admin_reasons,
+    admin_users,
     api,
     approvals,
     audit,
@@ -34,4 +37,7 @@ ROUTE_HANDLERS: list[ControllerRouterHandler] = [
     *orders.ROUTES,
     *admin.ROUTES,
     *audit.ROUTES,
+    *admin_users.ROUTES,
+    *admin_limits.ROUTES,
+    *admin_reasons.ROUTES,
 ]

@@ -1,4 +1,6 @@
-"""Admin pages: API keys for the merchant's systems (create, shown once; list; revoke)."""
+"""Admin pages: the /admin index, the permissions table, and API keys for the merchant's
+systems (create, shown once; list; revoke). People, limits and reasons have modules of
+their own (admin_users.py, admin_limits.py, admin_reasons.py)."""
 
 from __future__ import annotations
 
@@ -10,14 +12,89 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, URLEncodedBody
 from litestar.plugins.flash import flash
 from litestar.response import Redirect, Template
+from litestar.types import ControllerRouterHandler
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from web.auth import requires
-from web.rules.access import Permission
+from web.models import Role, User
+from web.rules.access import ROLE_PERMISSIONS, Permission, can
 from web.services import api_keys
 from web.services.audit import Actor
 
 REFUSED = 422
+
+
+@dataclass(frozen=True, slots=True)
+class AdminPage:
+    route: str
+    title: str
+    blurb: str
+    permission: Permission
+
+
+# One entry per permission in web.rules.access.ADMIN_AREA (tests/admin check it).
+ADMIN_PAGES = (
+    AdminPage(
+        "admin:users",
+        "Users",
+        "Invite people, change roles, disable and enable them, reset passwords.",
+        Permission.MANAGE_USERS,
+    ),
+    AdminPage(
+        "admin:limits",
+        "Spending limits",
+        "What each role and person may refund per currency without approval.",
+        Permission.MANAGE_LIMITS,
+    ),
+    AdminPage(
+        "admin:reasons",
+        "Refund reasons",
+        "The reasons agents pick from and what each one requires.",
+        Permission.MANAGE_REASONS,
+    ),
+    AdminPage(
+        "admin:api_keys",
+        "API keys",
+        "Keys for the merchant's systems to send orders.",
+        Permission.MANAGE_API_KEYS,
+    ),
+    AdminPage(
+        "admin:audit",
+        "Audit trail",
+        "Who did what and when: sign-ins, refunds and decisions, changes, keys, imports.",
+        Permission.VIEW_AUDIT,
+    ),
+    AdminPage(
+        "admin:permissions",
+        "Permissions",
+        "Which role may do what (read only).",
+        Permission.VIEW_PERMISSIONS,
+    ),
+)
+
+
+@get("/admin", name="admin:index", guards=[requires(Permission.USE_DESK)])
+async def admin_index(current_user: NamedDependency[User]) -> Template:
+    """The admin pages this person may open (none: a sentence saying so)."""
+    pages = [p for p in ADMIN_PAGES if can(current_user, p.permission)]
+    return Template(template_name="admin/index.html", context={"pages": pages})
+
+
+@get(
+    "/admin/permissions",
+    name="admin:permissions",
+    guards=[requires(Permission.VIEW_PERMISSIONS)],
+)
+async def permissions_table() -> Template:
+    """Roles × permissions, read straight from web.rules.access.ROLE_PERMISSIONS."""
+    return Template(
+        template_name="admin/permissions.html",
+        context={
+            "roles": list(Role),
+            "permissions": list(Permission),
+            "table": ROLE_PERMISSIONS,
+        },
+    )
 
 
 @dataclass
@@ -90,4 +167,4 @@ class ApiKeyController(Controller):
         return Redirect(request.app.route_reverse("admin:api_keys"), status_code=303)
 
 
-ROUTES = [ApiKeyController]
+ROUTES: list[ControllerRouterHandler] = [admin_index, permissions_table, ApiKeyController]

@@ -34,6 +34,50 @@ class Permission(StrEnum):
     RUN_BULK = "run_bulk"
     VIEW_PERMISSIONS = "view_permissions"
 
+    @property
+    def description(self) -> str:
+        """One line for people (the /admin/permissions table)."""
+        return DESCRIPTIONS[self]
+
+    @property
+    def opens_admin(self) -> bool:
+        """Whether it opens a page of the admin area (the "Admin" entry in the nav)."""
+        return self in ADMIN_AREA
+
+
+DESCRIPTIONS: dict[Permission, str] = {
+    Permission.USE_DESK: "Sign in, see one's own account, limits and preferences",
+    Permission.VIEW_PAYMENTS: "See payments, refunds, their timelines and live updates",
+    Permission.REFUND: "Issue refunds within one's own limits",
+    Permission.REFUND_WITHOUT_LIMIT: (
+        "Refund without approval in a currency that has no limit set for one "
+        "(others need approval for every refund there)"
+    ),
+    Permission.REQUEST_APPROVAL: "Ask for a refund over one's limits, for someone to approve",
+    Permission.APPROVE: "Approve or reject someone else's refund request (never one's own)",
+    Permission.VIEW_ALERTS: "See and resolve the alerts worklist",
+    Permission.MANAGE_REASONS: "Add and edit refund reasons and what each one requires",
+    Permission.MANAGE_LIMITS: "Set spending limits per role and per person",
+    Permission.MANAGE_USERS: "Invite people, change roles, disable, enable, reset passwords",
+    Permission.MANAGE_API_KEYS: "Make and revoke API keys for the merchant's order feed",
+    Permission.VIEW_AUDIT: "Read the audit trail",
+    Permission.EXPORT: "Export payments and refunds",
+    Permission.IMPORT_ORDERS: "Import order references and buyers from a file",
+    Permission.IMPORT_SETTLEMENT: "Import Antom settlement files",
+    Permission.RUN_BULK: "Run bulk refunds",
+    Permission.VIEW_PERMISSIONS: "See this table of roles and permissions",
+}
+# The permissions behind the admin pages (web/routes/admin.py lists one page for each).
+ADMIN_AREA = frozenset(
+    {
+        Permission.MANAGE_USERS,
+        Permission.MANAGE_LIMITS,
+        Permission.MANAGE_REASONS,
+        Permission.MANAGE_API_KEYS,
+        Permission.VIEW_AUDIT,
+        Permission.VIEW_PERMISSIONS,
+    }
+)
 
 _AGENT = frozenset(
     {

@@ -3,7 +3,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-01 18:38:23.760508
+Create Date: 2026-12-01 19:13:47.280932
 """
 
 from collections.abc import Sequence
@@ -280,6 +280,32 @@ def upgrade() -> None:
     )
     op.create_index(
         op.f("ix_order_imports_uploaded_by"), "order_imports", ["uploaded_by"], unique=False
+    )
+    op.create_table(
+        "password_tokens",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("token_hash", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("user_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("purpose", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column(
+            "created_by", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+        ),
+        sa.ForeignKeyConstraint(
+            ["created_by"],
+            ["users.id"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["user_id"],
+            ["users.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("token_hash"),
+    )
+    op.create_index(
+        op.f("ix_password_tokens_user_id"), "password_tokens", ["user_id"], unique=False
     )
     op.create_table(
         "refunds",
@@ -569,6 +595,8 @@ def downgrade() -> None:
     op.drop_index("ix_refunds_amount_id", table_name="refunds")
     op.drop_index(op.f("ix_refunds_agent_id"), table_name="refunds")
     op.drop_table("refunds")
+    op.drop_index(op.f("ix_password_tokens_user_id"), table_name="password_tokens")
+    op.drop_table("password_tokens")
     op.drop_index(op.f("ix_order_imports_uploaded_by"), table_name="order_imports")
     op.drop_table("order_imports")
     op.drop_index("ix_audit_events_object", table_name="audit_events")
