@@ -88,6 +88,7 @@ async def one_run(n: int, rate: float, pollers: int, max_rate: float) -> tuple[f
                             amount_minor=100,
                             status=RefundStatus.PROCESSING,
                             reason="customer_request",
+                            reason_text="Customer request",
                         )
                     )
 

@@ -97,6 +97,7 @@ async def seed(database_url: str, n: int) -> list[tuple[str, int]]:
                         amount_minor=100,
                         status=RefundStatus.PROCESSING,
                         reason="customer_request",
+                        reason_text="Customer request",
                     )
                 )
                 refunds.append((rrid, 100))

@@ -114,6 +114,7 @@ async def add_refund(session: AsyncSession, payment: Payment, **kw: Any) -> Refu
         amount_minor=kw.pop("amount_minor", 100),
         status=kw.pop("status", RefundStatus.SUCCEEDED),
         reason=kw.pop("reason", "duplicate"),
+        reason_text=kw.pop("reason_text", "Duplicate charge"),
         refund_id=kw.pop("refund_id", f"2026REF{n:08d}"),
         **kw,
     )

@@ -163,7 +163,7 @@ def test_refund_amount_exceed_counts_succeeded_and_in_flight(tmp_path: Path) -> 
         assert code(first) == ("REFUND_IN_PROCESS", "U")
         over = refund(gw, p, 3001)
         assert code(over) == ("REFUND_AMOUNT_EXCEED", "F")
-        assert "processing" in over["result"]["resultMessage"]
+        assert "not yet settled" in over["result"]["resultMessage"]
         # A failed refund gives its amount back; a succeeded one keeps it.
         sim.settle(first["refundId"], "FAIL")
         second = refund(gw, p, 9000)

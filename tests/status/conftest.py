@@ -185,6 +185,7 @@ async def make_refund(
             amount_minor=amount_minor,
             status=status,
             reason="customer_request",
+            reason_text="Customer request",
             **extra,
         )
         session.add(refund)
