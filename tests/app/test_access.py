@@ -50,6 +50,11 @@ EXPECTED: dict[str, Permission] = {
     "refunds:fresh": P.VIEW_PAYMENTS,
     "refunds:detail": P.VIEW_PAYMENTS,
     "refunds:check": P.VIEW_PAYMENTS,
+    "approvals:queue": P.REQUEST_APPROVAL,  # approvers see all; requesters their own
+    "approvals:count": P.APPROVE,
+    "approvals:approve": P.APPROVE,
+    "approvals:reject": P.APPROVE,
+    "approvals:edit": P.REQUEST_APPROVAL,  # only the requester (checked on the object)
     "live:events": P.VIEW_PAYMENTS,
     "live:alerts": P.VIEW_ALERTS,
     "live:alerts_count": P.VIEW_ALERTS,
@@ -118,6 +123,25 @@ def test_every_route_declares_its_permission_or_is_explicitly_public(app: Litest
         # The route's own permission, plus (from its controller) only what it implies.
         assert EXPECTED[name] in declared, f"{name} ({path}) needs {EXPECTED[name]}"
         assert declared <= implied_by(EXPECTED[name]), f"{name}: {declared}"
+
+
+async def test_every_mutating_route_refuses_a_request_without_the_csrf_token(
+    app: Litestar, clients: Callable[[str], Awaitable[httpx.AsyncClient]]
+) -> None:
+    """Signed in as an admin (who may do everything), with no token in the form or in
+    the header, every state-changing route is refused before it acts."""
+    client = await clients("admin")
+    client.headers.pop("x-csrftoken", None)
+    exempt = {"webhooks:antom", "api:orders"}  # no cookies: signature / API key instead
+    checked = 0
+    for name, (method, path, _handler) in handlers(app).items():
+        if method in ("GET", "HEAD") or name in exempt:
+            continue
+        response = await client.request(method, concrete(path), data={"x": "1"})
+        assert response.status_code == 403, (name, response.status_code)
+        assert "csrf" in response.text.lower(), name
+        checked += 1
+    assert checked >= 20  # the walk found the forms
 
 
 def test_the_table_gives_each_role_what_it_should() -> None:
