@@ -138,7 +138,7 @@ async def test_only_admins_see_the_trail_or_its_link(signed_in: SignedIn, role: 
     assert 'href="/admin/audit"' not in (await client.get("/payments")).text
 
 
-async def test_the_nav_links_admins_to_the_trail(admin: httpx.AsyncClient) -> None:
+async def test_the_admin_area_links_admins_to_the_trail(admin: httpx.AsyncClient) -> None:
     page = await admin.get("/admin/audit")
-    assert '<a href="/admin/audit" aria-current="page">Audit trail</a>' in page.text
-    assert 'href="/admin/audit"' in (await admin.get("/payments")).text
+    assert re.search(r'<a href="/admin"[^>]*aria-current="page">Admin</a>', page.text)
+    assert 'href="/admin/audit"' in (await admin.get("/admin")).text

@@ -324,7 +324,8 @@ async def test_live_validation_messages_beside_each_field(desk: Desk, simulator:
     assert not re.search(r'<button id="refund-submit"[^>]*disabled', good)
     assert 'class="field-error"' not in good
     # Every message area and the button come back as out-of-band swaps.
-    assert good.count('hx-swap-oob="true"') == 6
+    # Five fields' messages, the payment's, the button and the approval notice.
+    assert good.count('hx-swap-oob="true"') == 8
 
 
 async def test_payment_level_problems_show_at_the_top(desk: Desk, simulator: SimHandle) -> None:

@@ -273,6 +273,8 @@ async def edit(
             raise ApprovalError("This request was already decided; it cannot be edited")
         payment = await session.get(Payment, refund.payment_pk)
         assert payment is not None
+        # The currency is the payment's, as on the refund form (it is not editable).
+        draft = dataclasses.replace(draft, currency=payment.currency)
         check = await check_draft(session, payment, user, draft, now, editing=refund)
         if not check.ok or check.amount_minor is None:
             return check

@@ -459,7 +459,7 @@ async def send_requested(
     else:
         message = status_message(refund)
     log.info(
-        "refund %s sent by user=%s status=%s request_id=%s",
+        "refund %s submitted by user=%s status=%s request_id=%s",
         refund.refund_request_id,
         cause.actor_id,
         RefundStatus(refund.status).value,
@@ -533,7 +533,6 @@ async def request_refund(
                     "refund_request_id": refund.refund_request_id,
                     "note": refund.note,
                     "ticket": refund.ticket_ref,
-                    "approval_needed": list(check.approval) or None,
                 },
                 initial=RefundStatus.AWAITING_APPROVAL if awaiting else RefundStatus.PENDING,
             )
