@@ -127,7 +127,7 @@ async def test_the_button_stays_in_the_tab_order_and_answers_with_the_messages(
     another page instead of saying what is missing."""
     page, errors = await _agent_on_payment(browser, live_server, simulator, engine, make_user)
     url = page.url
-    await page.get_by_label("Note").focus()
+    await page.get_by_label("Ticket").focus()  # the form's last field
     await page.keyboard.press("Tab")
     submit = page.locator("#refund-submit")
     await expect(submit).to_be_focused()
