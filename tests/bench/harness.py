@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
-import signal
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
