@@ -199,9 +199,7 @@ def one_run(url: str, n: int, workers: int, connections: int, tmp: Path) -> dict
             connections=connections, duration_s=max(3, n // 1000),
         )  # fmt: skip
         cpu0 = cpu_seconds(server.pid)
-        hook = wrk(
-            server.base, script, [str(hooks), str(threads), "once"], connections=connections
-        )
+        hook = wrk(server.base, script, [str(hooks), str(threads), "once"], connections=connections)
         cpu = cpu_seconds(server.pid) - cpu0
     settled, inbox, moved = asyncio.run(counts(url, rrids))
     lost = n - min(settled, inbox, moved)
