@@ -7,9 +7,9 @@ Floats never appear: what an agent types is parsed with ``Decimal`` straight int
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 
 from babel import Locale
 from babel.numbers import NumberPattern, format_currency, get_currency_symbol, parse_pattern
