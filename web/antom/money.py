@@ -9,8 +9,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 
-from babel.numbers import format_currency, get_currency_symbol
+from babel import Locale
+from babel.numbers import NumberPattern, format_currency, get_currency_symbol, parse_pattern
 
 # Antom's own currency table (protocol notes §12): the only currencies it documents.
 ANTOM_EXPONENTS: dict[str, int] = {
@@ -88,8 +90,25 @@ def to_decimal(minor: int, currency: str) -> Decimal:
 
 def format_minor(minor: int, currency: str, locale: str = "en_US") -> str:
     """``format_minor(120000, "JPY") == "¥120,000"``; locale-aware via Babel."""
+    parsed, pattern = _money_pattern(currency, locale)
+    text: str = pattern.apply(
+        to_decimal(minor, currency), parsed, currency=currency, currency_digits=False
+    )
+    return text
+
+
+@lru_cache(maxsize=512)
+def _money_pattern(currency: str, locale: str) -> tuple[Locale, NumberPattern]:
+    """Babel's locale and pattern for one currency, parsed once: what ``format_currency``
+    redoes on every call (list pages format a few hundred amounts each)."""
     places = exponent(currency)
     # An explicit pattern: Babel's own digit table disagrees with Antom's (IDR, TWD).
+    return Locale.parse(locale), parse_pattern("¤#,##0" + ("." + "0" * places if places else ""))
+
+
+def _format_minor_uncached(minor: int, currency: str, locale: str = "en_US") -> str:
+    """The same through ``format_currency`` (what the cache must agree with; tests)."""
+    places = exponent(currency)
     pattern = "¤#,##0" + ("." + "0" * places if places else "")
     return format_currency(
         to_decimal(minor, currency), currency, format=pattern, locale=locale, currency_digits=False
