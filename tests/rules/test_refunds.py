@@ -77,7 +77,8 @@ def test_amount_exceed_counts_refunded_and_in_flight() -> None:
     assert codes(p, 3000) == []
     over = check_refund(p, "USD", 3001, NOW)
     assert [v.code for v in over] == [Code.REFUND_AMOUNT_EXCEED]
-    assert "$30.00" in over[0].message and "$30.00 is held for refunds not yet settled" in over[0].message
+    assert "Only $30.00" in over[0].message
+    assert "$30.00 is held for refunds not yet settled" in over[0].message
     assert codes(facts(refunded_minor=10000), 1) == [Code.REFUND_AMOUNT_EXCEED]
 
 
