@@ -63,7 +63,11 @@ async def _item_context(db_session: AsyncSession, alert_pk: int) -> dict[str, An
     detail = await item_detail(db_session, alert_pk)
     if detail is None:
         raise NotFoundException("No such worklist item")
-    return {"item": detail, "assignees": await assignees(db_session)}
+    return {
+        "item": detail,
+        "assignees": await assignees(db_session),
+        "version": await worklist_version(db_session),
+    }
 
 
 class WorklistController(Controller):
@@ -127,7 +131,7 @@ class WorklistController(Controller):
             request,
             page="worklists/item.html",
             fragment="worklists/_item.html",
-            context=context | {"oob": True, "version": await worklist_version(db_session)},
+            context=context | {"oob": True},
         )
 
     @post("/{alert_pk:int}/assign", name="worklists:assign", status_code=200)
