@@ -86,8 +86,11 @@ class WorklistController(Controller):
         show: FromQuery[str] = "",
         cursor: FromQuery[str] = "",
     ) -> Template:
-        """One queue (open items oldest first), the others' counts beside it."""
-        f = worklist_filters(queue=queue, who=who, state=show, cursor=cursor)
+        """One queue (open items oldest first), the others' counts beside it; without a
+        queue asked for, the first one with something open."""
+        counts = await queue_counts(db_session)
+        first = next((q.value for q in QUEUES if counts[q]), "")
+        f = worklist_filters(queue=queue or first, who=who, state=show, cursor=cursor)
         derived = f.queue.derived
         return page_or_fragment(
             request,
@@ -96,7 +99,7 @@ class WorklistController(Controller):
             context={
                 "f": f,
                 "queues": QUEUES,
-                "counts": await queue_counts(db_session),
+                "counts": counts,
                 "page": None if derived else await list_items(db_session, f, current_user),
                 "rows": await approvals.queue(db_session, current_user) if derived else [],
                 "url": lambda **changes: _list_url(request, f, **changes),

@@ -63,8 +63,8 @@ QUEUES: dict[Queue, QueueInfo] = {
     ),
     Queue.OVERDUE: QueueInfo(
         "Over SLA",
-        "Refunds still processing after their method's SLA "
-        "(REFUND_DESK_SLA_HOURS); the desk keeps asking Antom.",
+        "Refunds still unsettled after the time allowed for their payment method; the "
+        "desk keeps asking Antom.",
     ),
     Queue.UNKNOWN: QueueInfo(
         "Unknown results",
