@@ -212,5 +212,14 @@ async def test_the_leads_worklists_in_pictures(
     await page.reload()
     await expect(page.locator("#worklists-count")).to_contain_text("2")
     await shot(page, size, "13-worklists")
+    # One item: assigned to oneself and commented on, in place; the thread says who.
+    await page.get_by_role("link", name=re.compile("Open item")).click()
+    await page.get_by_label("Assign to").select_option(label="Lee Lead (you)")
+    await page.get_by_role("button", name="Assign").click()
+    await expect(page.locator("[data-assignee]")).to_contain_text("Lee Lead")
+    await page.get_by_label("Add a comment").fill("Asked Antom support about it")
+    await page.get_by_role("button", name="Comment").click()
+    await expect(page.locator('[data-note-kind="comment"]')).to_contain_text("Lee Lead")
+    await shot(page, size, "14-worklist-item")
     assert not errors, errors
     await context.close()
