@@ -31,6 +31,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -47,7 +48,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from web.live_backend import ResilientPsycopgBackend
-from web.models import Alert, Payment, Refund, RefundEvent, RefundStatus
+from web.models import Alert, AlertNote, Payment, Refund, RefundEvent, RefundStatus
 from web.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -321,8 +322,9 @@ class Watch:
     refunds: dict[int, str | None]
     refunds_since: int | None = None
     payments_since: int | None = None
+    # The worklists (the navigation's count, the worklist pages), at ``worklist_version``.
     alerts: bool = False
-    alerts_seen: int | None = None
+    alerts_seen: str | None = None
     # The approvals count in the navigation, like the alerts one.
     approvals: bool = False
     approvals_seen: int | None = None
@@ -354,6 +356,11 @@ def _count(value: str | None) -> int | None:
     return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
 
 
+def _version(value: str | None) -> str | None:
+    text = (value or "").strip()
+    return text if text and len(text) <= 64 and re.fullmatch(r"[0-9.]+", text) else None
+
+
 def parse_watch(
     payment: Iterable[str] = (),
     refund: Iterable[str] = (),
@@ -369,7 +376,7 @@ def parse_watch(
         refunds_since=_count(refunds),
         payments_since=_count(payments),
         alerts=alerts is not None,
-        alerts_seen=_count(alerts),
+        alerts_seen=_version(alerts),
         approvals=approvals is not None,
         approvals_seen=_count(approvals),
     )
@@ -421,8 +428,28 @@ def unseen(watch: Watch) -> Watch:
 
 
 async def open_alert_count(session: AsyncSession) -> int:
+    """Open worklist items (the navigation's count)."""
     counted = select(sa.func.count()).select_from(Alert).where(col(Alert.resolved_at).is_(None))
     return int((await session.exec(counted)).one())
+
+
+async def worklist_version(session: AsyncSession) -> str:
+    """What the worklists show, as one version: open items, the newest item and the
+    newest thread entry. Raising an item moves the second; every change people make
+    (assign, comment, close, reopen) adds a thread entry and moves the third."""
+    newest = (
+        await session.exec(
+            select(
+                sa.select(sa.func.count())
+                .select_from(Alert)
+                .where(col(Alert.resolved_at).is_(None))
+                .scalar_subquery(),
+                sa.select(sa.func.max(Alert.id)).scalar_subquery(),
+                sa.select(sa.func.max(AlertNote.id)).scalar_subquery(),
+            )
+        )
+    ).one()
+    return ".".join(str(int(v or 0)) for v in newest)
 
 
 async def since_seen(session: AsyncSession, watch: Watch) -> Change:
@@ -443,7 +470,7 @@ async def since_seen(session: AsyncSession, watch: Watch) -> Change:
         moved_payments += [PaymentState.of(p) for p in (await session.exec(newer_p)).all()]
     # An unknown count (the page has not read it yet, or a gap) is news too.
     alerts = watch.alerts and (
-        watch.alerts_seen is None or await open_alert_count(session) != watch.alerts_seen
+        watch.alerts_seen is None or await worklist_version(session) != watch.alerts_seen
     )
     approvals = watch.approvals and (
         watch.approvals_seen is None or await awaiting_count(session) != watch.approvals_seen
@@ -512,8 +539,9 @@ def _collect(session: Session, _flush_context: Any) -> None:
             touched.refunds.add(obj.id)
         elif isinstance(obj, Payment) and obj.id is not None:
             touched.payments.add(obj.id)
-        elif isinstance(obj, Alert):
-            # Raised or resolved: the leads' count of open alerts may have moved.
+        elif isinstance(obj, Alert | AlertNote):
+            # Raised, or worked on by someone (every such change adds a note): the
+            # worklists and their counts may have moved.
             touched.alerts = True
 
 

@@ -431,7 +431,8 @@ class RejectedWebhook(SQLModel, table=True):
 
 
 class AlertKind(StrEnum):
-    """Things a lead has to look at; the desk never resolves these by itself."""
+    """What a worklist item is about (web/rules/worklists.py maps each kind to its queue);
+    the desk raises items, only people close them."""
 
     EXTERNAL_REFUND = "external_refund"  # a refund Antom made that the desk did not issue
     ORPHAN_NOTIFICATION = "orphan_notification"  # about a payment the desk does not know
@@ -441,9 +442,17 @@ class AlertKind(StrEnum):
     UNKNOWN_RESULT = "unknown_result"  # inquiries keep teaching nothing about a refund
     UNAPPLIED_NOTIFICATION = "unapplied_notification"  # verified, stored, could not be applied
     GATEWAY_REFUSED = "gateway_refused"  # Antom's gateway did not process the desk's request
+    REFUND_FAILED = "refund_failed"  # Antom failed the refund (raised by the ledger)
 
 
 class Alert(SQLModel, table=True):
+    """A worklist item (web/rules/worklists.py): raised by the desk, worked by people.
+
+    ``resolved_at``/``resolved_by``: closed, when and by whom (None again once reopened).
+    ``assignee_id``: the lead or admin it is assigned to. Each change by a person adds an
+    ``AlertNote`` (the item's thread) and an audit row.
+    """
+
     __tablename__ = "alerts"
 
     id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
@@ -460,6 +469,23 @@ class Alert(SQLModel, table=True):
     created_at: datetime = ts(default_factory=utcnow)
     resolved_at: datetime | None = ts(default=None, index=True)
     resolved_by: int | None = Field(default=None, foreign_key="users.id", sa_type=BigId)
+    assignee_id: int | None = Field(default=None, foreign_key="users.id", index=True, sa_type=BigId)
+    assigned_at: datetime | None = ts(default=None)
+
+
+class AlertNote(SQLModel, table=True):
+    """One entry in a worklist item's thread: a comment, an assignment, a close or a
+    reopen (``web.rules.worklists.NoteKind``), with who and when."""
+
+    __tablename__ = "alert_notes"
+    __table_args__ = (sa.Index("ix_alert_notes_alert_id", "alert_pk", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    alert_pk: int = Field(foreign_key="alerts.id", sa_type=BigId)
+    at: datetime = ts(default_factory=utcnow)
+    author_id: int | None = Field(default=None, foreign_key="users.id", sa_type=BigId)
+    kind: str = Field(max_length=16)
+    body: str = Field(max_length=500)
 
 
 class AuditEvent(SQLModel, table=True):

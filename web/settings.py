@@ -133,7 +133,8 @@ class PollerConfig:
     max_delay_s: float = 600.0
     # A PENDING row younger than this may still be in its submit request.
     pending_grace_s: float = 60.0
-    # Unsettled for longer than this: raised to leads (and still polled).
+    # Unsettled for longer than this: raised to leads (and still polled). The default
+    # SLA; ``sla_s`` overrides it per payment method (REFUND_DESK_SLA_HOURS).
     stuck_after_s: float = 2 * 3600.0
     # Requests per second this poller allows itself; halved on each rate-limit answer,
     # never below min_rate.
@@ -144,6 +145,13 @@ class PollerConfig:
     # Inquiries in a row that teach nothing (timeouts, untrusted or unclear answers)
     # before a refund is raised to a lead; it is still polled, never failed.
     unknown_alert_after: int = 10
+    # Per payment method (Antom's paymentMethodType, e.g. CARD): seconds a refund may stay
+    # unsettled before it is raised; methods not listed use ``stuck_after_s``.
+    sla_s: tuple[tuple[str, float], ...] = ()
+
+    def sla_for(self, method: str) -> float:
+        """Seconds a refund paid by ``method`` may stay unsettled before it is raised."""
+        return dict(self.sla_s).get(method.upper(), self.stuck_after_s)
 
     @property
     def stalled_after_s(self) -> float:
@@ -157,6 +165,8 @@ class PollerConfig:
         values: dict[str, Any] = {}
         defaults = cls()
         for f in fields(cls):
+            if f.name not in _POLL_BOUNDS:
+                continue
             name = f"REFUND_DESK_POLL_{f.name.upper()}"
             raw = env.get(name, "").strip()
             if not raw:
@@ -173,6 +183,7 @@ class PollerConfig:
                 problems.append(f"{name} must be {kind} of {unit}, {bound}; got {raw!r}")
                 continue
             values[f.name] = value
+        values["sla_s"] = parse_sla_hours(env.get(SLA_VARIABLE, ""), problems)
         config = cls(**values)
         if config.max_delay_s < config.base_delay_s:
             problems.append(
@@ -202,6 +213,44 @@ _POLL_BOUNDS: dict[str, tuple[float, bool, str]] = {
     "gauges_every_s": (0, True, "seconds"),
     "unknown_alert_after": (1, True, "inquiries"),
 }
+SLA_VARIABLE = "REFUND_DESK_SLA_HOURS"
+_METHOD = re.compile(r"[A-Z][A-Z0-9_]{0,31}")
+# A year: beyond that an SLA is a typo (and a refund is long settled or long lost).
+_SLA_MAX_HOURS = 24 * 366
+
+
+def parse_sla_hours(raw: str, problems: list[str]) -> tuple[tuple[str, float], ...]:
+    """``"CARD=48, GCASH=12.5"`` -> ``(("CARD", 172800.0), ("GCASH", 45000.0))``: hours per
+    payment method; each bad entry is one problem (and left out)."""
+    found: dict[str, float] = {}
+    for item in raw.split(","):
+        entry = item.strip()
+        if not entry:
+            continue
+        method, sep, hours_text = (part.strip() for part in entry.partition("="))
+        method = method.upper()
+        if not sep or not _METHOD.fullmatch(method):
+            problems.append(
+                f"{SLA_VARIABLE} entries look like METHOD=hours (e.g. CARD=48), got {entry[:80]!r}"
+            )
+            continue
+        try:
+            hours = float(hours_text)
+        except ValueError:
+            hours = math.nan
+        if not math.isfinite(hours) or not 0 < hours <= _SLA_MAX_HOURS:
+            problems.append(
+                f"{SLA_VARIABLE}: {method} needs hours above 0 and at most {_SLA_MAX_HOURS}, "
+                f"got {hours_text[:20]!r}"
+            )
+            continue
+        if method in found:
+            problems.append(f"{SLA_VARIABLE} gives {method} twice")
+            continue
+        found[method] = hours * 3600.0
+    return tuple(sorted(found.items()))
+
+
 _SWITCH = {"on": True, "1": True, "yes": True, "true": True}
 _SWITCH |= {"off": False, "0": False, "no": False, "false": False}
 

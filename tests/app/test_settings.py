@@ -195,3 +195,35 @@ def test_rotation_key_is_accepted_alongside_the_current_one(tmp_path: Path) -> N
         ANTOM_PUBLIC_PEM.strip(),
         ANTOM_PUBLIC_PEM.strip(),
     )
+
+
+def test_sla_per_payment_method_is_parsed_and_bad_entries_reported_together(
+    tmp_path: Path,
+) -> None:
+    ok = Settings.from_env(
+        env_for(
+            tmp_path,
+            REFUND_DESK_SLA_HOURS=" card=48, GCASH=0.5 ,",
+            REFUND_DESK_POLL_STUCK_AFTER_S="600",
+        )
+    )
+    assert ok.problems() == []
+    assert ok.poller.sla_s == (("CARD", 48 * 3600.0), ("GCASH", 1800.0))
+    assert ok.poller.sla_for("CARD") == 48 * 3600.0
+    assert ok.poller.sla_for("card") == 48 * 3600.0
+    assert ok.poller.sla_for("ALIPAY_CN") == 600.0  # no SLA of its own: the default
+
+    bad = Settings.from_env(
+        env_for(
+            tmp_path, REFUND_DESK_SLA_HOURS="CARD, DANA=0, GCASH=x, 9X=1, KAKAOPAY=2, kakaopay=3"
+        )
+    )
+    problems = [p for p in bad.problems() if "REFUND_DESK_SLA_HOURS" in p]
+    assert problems == [
+        "REFUND_DESK_SLA_HOURS entries look like METHOD=hours (e.g. CARD=48), got 'CARD'",
+        "REFUND_DESK_SLA_HOURS: DANA needs hours above 0 and at most 8784, got '0'",
+        "REFUND_DESK_SLA_HOURS: GCASH needs hours above 0 and at most 8784, got 'x'",
+        "REFUND_DESK_SLA_HOURS entries look like METHOD=hours (e.g. CARD=48), got '9X=1'",
+        "REFUND_DESK_SLA_HOURS gives KAKAOPAY twice",
+    ]
+    assert bad.poller.sla_s == (("KAKAOPAY", 7200.0),)

@@ -2,7 +2,7 @@
 for people to look at: the lists with what blocks a refund, a payment page on arrival,
 a wrong amount, a ready form, a refund that succeeded, one that failed with what to do
 next, "Refund again", the refunds list with a new-rows bar, the refund page, the leads'
-alerts and the time zone setting. Each step also checks what the picture should show.
+worklists and the time zone setting. Each step also checks what the picture should show.
 """
 
 from __future__ import annotations
@@ -166,7 +166,7 @@ async def test_the_agent_flow_in_pictures(
 
 
 @pytest.mark.parametrize("size", list(SIZES))
-async def test_the_leads_alerts_in_pictures(
+async def test_the_leads_worklists_in_pictures(
     size: str,
     browser: Browser,
     live_server: str,
@@ -190,9 +190,10 @@ async def test_the_leads_alerts_in_pictures(
     page = await context.new_page()
     errors: list[str] = []
     watch_errors(page, errors)
-    await page.goto(f"{live_server}/alerts")
+    await page.goto(f"{live_server}/worklists")
     await expect_live(page)
-    await expect(page.locator("#alerts-count")).to_contain_text("1")
+    await expect(page.locator("#worklists-count")).to_contain_text("1")
+    await expect(page.locator('[data-queue="overdue"] .queue-count')).to_have_text("1")
     body, headers = signed(
         refund_result(
             None,
@@ -205,10 +206,20 @@ async def test_the_leads_alerts_in_pictures(
     )
     async with httpx.AsyncClient(base_url=live_server) as antom_side:
         assert (await antom_side.post("/webhooks/antom", content=body, headers=headers)).is_success
-    # The navigation counts the new alert by itself.
-    await expect(page.locator("#alerts-count")).to_contain_text("2", timeout=DEADLINE_MS)
+    # The navigation and the queue's tab count the new item by themselves.
+    await expect(page.locator("#worklists-count")).to_contain_text("2", timeout=DEADLINE_MS)
+    await expect(page.locator('[data-queue="external"] .queue-count')).to_have_text("1")
     await page.reload()
-    await expect(page.locator("#alerts-count")).to_contain_text("2")
-    await shot(page, size, "13-alerts")
+    await expect(page.locator("#worklists-count")).to_contain_text("2")
+    await shot(page, size, "13-worklists")
+    # One item: assigned to oneself and commented on, in place; the thread says who.
+    await page.get_by_role("link", name=re.compile("Open item")).click()
+    await page.get_by_label("Assign to").select_option(label="Lee Lead (you)")
+    await page.get_by_role("button", name="Assign").click()
+    await expect(page.locator("[data-assignee]")).to_contain_text("Lee Lead")
+    await page.get_by_label("Add a comment").fill("Asked Antom support about it")
+    await page.get_by_role("button", name="Comment").click()
+    await expect(page.locator('[data-note-kind="comment"]')).to_contain_text("Lee Lead")
+    await shot(page, size, "14-worklist-item")
     assert not errors, errors
     await context.close()

@@ -113,7 +113,9 @@ async def test_fresh_rows_are_rendered_again_and_new_ones_counted(desk: Desk) ->
     assert 'id="refunds-table" hx-swap-oob="true"' in first.text
 
 
-async def test_alerts_show_time_both_ways_separate_links_and_need_a_note(desk: Desk) -> None:
+async def test_worklist_items_show_time_both_ways_separate_links_and_need_a_note(
+    desk: Desk,
+) -> None:
     lead_client = desk.client
     raised = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
     async with desk.session() as s:
@@ -131,8 +133,8 @@ async def test_alerts_show_time_both_ways_separate_links_and_need_a_note(desk: D
         lead = (await s.exec(select(User).where(User.id == desk.agent.id))).one()
         lead.role = "lead"  # type: ignore[assignment]
         await s.commit()
-    page = (await lead_client.get("/alerts")).text
-    found = re.search(rf'<tr id="alert-{alert.id}".*?</tr>', page, re.S)
+    page = (await lead_client.get("/worklists?queue=external")).text
+    found = re.search(rf'<tr id="item-{alert.id}".*?</tr>', page, re.S)
     assert found
     cells = _text(found.group(0))
     assert f"{raised:%Y-%m-%d %H:%M} UTC · 5 min ago" in cells
@@ -141,19 +143,19 @@ async def test_alerts_show_time_both_ways_separate_links_and_need_a_note(desk: D
         (f"/refunds/{refund.id}", f"Refund #{refund.id}"),
         (f"/payments/{payment.id}", f"Payment #{payment.id}"),
     ]
-    url = f"/alerts/{alert.id}/resolve"
+    url = f"/worklists/{alert.id}/close"
     refused = await desk.post_form(url, {"note": " "}, htmx=True)
     assert refused.status_code == 422 and "Say what was done" in refused.text
-    count = await lead_client.get("/alerts/count", headers={"HX-Request": "true"})
+    count = await lead_client.get("/worklists/count", headers={"HX-Request": "true"})
     assert ">1<" in count.text.replace('<span class="sr-only"> open</span>', "<")
     done = await desk.post_form(url, {"note": "Refund booked by finance"}, htmx=True)
     assert done.status_code == 200 and done.headers["hx-trigger"] == "desk:stale"
-    assert "Refund booked by finance" in _text(done.text) and "Resolved" in _text(done.text)
+    assert "Refund booked by finance" in _text(done.text) and "Closed" in _text(done.text)
     async with desk.session() as s:
         stored = await s.get(Alert, alert.id)
         assert stored is not None and stored.resolved_at is not None
-        assert (stored.detail or {})["resolution_note"] == "Refund booked by finance"
-    count = await lead_client.get("/alerts/count", headers={"HX-Request": "true"})
+        assert stored.resolved_by == desk.agent.id
+    count = await lead_client.get("/worklists/count", headers={"HX-Request": "true"})
     assert "nav-count-zero" in count.text
 
 

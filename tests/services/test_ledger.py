@@ -13,6 +13,7 @@ from web.antom.money import Money
 from web.models import AlertKind, EventSource, Payment, Refund, RefundStatus, User
 from web.rules.lifecycle import TRANSITIONS
 from web.rules.outcomes import Kind, Observation
+from web.rules.worklists import Queue, queue_of
 from web.services import ledger
 
 SAYS = {
@@ -159,3 +160,41 @@ async def test_webhook_and_poller_racing_apply_exactly_one(
     (final,) = await desk.refunds(payment.id)
     assert final.status == winner
     assert [e.to_status for e in await desk.events(refund.id)].count(winner) == 1
+
+
+async def test_a_failed_refund_goes_on_the_failed_worklist_in_the_same_transaction(
+    desk: Desk, antom: AntomClient, simulator: Any
+) -> None:
+    payment, refund, _ = await processing_refund(desk, antom, simulator)
+    assert await desk.alerts() == []
+    assert await apply(desk, refund, RefundStatus.FAILED, code="PROCESS_FAIL")
+    assert await money(desk, payment) == (0, 0, 0)
+    [item] = await desk.alerts()
+    assert (item.kind, item.refund_pk, item.payment_pk) == (
+        AlertKind.REFUND_FAILED,
+        refund.id,
+        payment.id,
+    )
+    assert queue_of(item.kind) is Queue.FAILED
+    assert "failed (PROCESS_FAIL)" in item.message and item.resolved_at is None
+    # A late duplicate of the failure moves nothing and raises nothing more.
+    assert not await apply(desk, refund, RefundStatus.FAILED, code="PROCESS_FAIL")
+    assert len(await desk.alerts()) == 1
+
+
+async def test_a_failure_rolled_back_leaves_no_item(
+    desk: Desk, antom: AntomClient, simulator: Any
+) -> None:
+    _payment, refund, _ = await processing_refund(desk, antom, simulator)
+    assert refund.id is not None
+    async with desk.session() as s:
+        verdict, _fresh = await ledger.observe(
+            s,
+            refund.id,
+            Observation(Kind.INQUIRY, Answer.FAIL, code="PROCESS_FAIL"),
+            cause=ledger.Cause(EventSource.POLLER),
+        )
+        assert verdict.to is RefundStatus.FAILED
+        await s.rollback()
+    assert await desk.alerts() == []
+    assert (await desk.refunds(refund.payment_pk))[0].status == RefundStatus.PROCESSING

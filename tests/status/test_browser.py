@@ -98,7 +98,7 @@ async def test_two_pages_flip_without_reload(
     for page, badge in zip(pages, badges, strict=True):
         await expect(badge).to_have_attribute("data-status", "processing")
         await expect(page.get_by_role("button", name="Check now")).to_be_visible()
-        await expect(page.get_by_role("link", name="Alerts")).to_have_count(0)  # agents
+        await expect(page.get_by_role("link", name="Worklists")).to_have_count(0)  # agents
 
     body, headers = signed(refund_result(refund))
     made = [requests_of(page) for page in pages]
@@ -119,22 +119,27 @@ async def test_two_pages_flip_without_reload(
 
     lead = await make_user(role="lead")
     lead_context = await signed_in_context(browser, live_server, lead)
-    alerts = await lead_context.new_page()
-    await alerts.goto(f"{live_server}/payments")
-    await alerts.get_by_role("link", name="Alerts").click()
-    await expect(alerts).to_have_url(f"{live_server}/alerts")
-    await expect(alerts.get_by_role("link", name="Alerts")).to_have_attribute(
+    work = await lead_context.new_page()
+    await work.goto(f"{live_server}/payments")
+    await work.get_by_role("link", name="Worklists").click()
+    await expect(work).to_have_url(re.compile(rf"{live_server}/worklists"))
+    await expect(work.get_by_role("link", name="Worklists")).to_have_attribute(
         "aria-current", "page"
     )
-    await expect(alerts.get_by_text("made-elsewhere")).to_be_visible()
-    await expect(alerts.locator("#alerts-count")).to_have_text(re.compile(r"1"))
-    await screenshot(alerts, "status-alerts")
-    await alerts.get_by_label("What was done").fill("Booked by finance, no action needed")
-    await alerts.get_by_role("button", name="Mark resolved").click()
-    await expect(alerts.get_by_text("Resolved")).to_be_visible()
-    await expect(alerts.get_by_text("Booked by finance")).to_be_visible()
+    # The first queue with something open: the external refund.
+    await expect(work.locator('.queue-tabs a[aria-current="page"]')).to_have_attribute(
+        "data-queue", "external"
+    )
+    await expect(work.get_by_text("made-elsewhere")).to_be_visible()
+    await expect(work.locator("#worklists-count")).to_have_text(re.compile(r"1"))
+    await screenshot(work, "status-worklists")
+    await work.get_by_role("link", name=re.compile("Open item")).click()
+    await work.get_by_label("What was done").fill("Booked by finance, no action needed")
+    await work.get_by_role("button", name="Close item").click()
+    await expect(work.locator("#worklist-item")).to_have_attribute("data-state", "closed")
+    await expect(work.get_by_text("Booked by finance")).to_be_visible()
     # The navigation's count follows: nothing is open any more.
-    await expect(alerts.locator("#alerts-count")).to_be_hidden(timeout=DEADLINE_MS)
+    await expect(work.locator("#worklists-count")).to_be_hidden(timeout=DEADLINE_MS)
     await lead_context.close()
 
 

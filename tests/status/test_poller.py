@@ -213,6 +213,54 @@ async def test_stuck_refunds_are_raised_to_leads_once(
     assert (await reload(engine, Refund, refund.id)).status == RefundStatus.PROCESSING
 
 
+async def test_the_sla_is_per_payment_method_and_starts_at_the_approval(
+    engine: AsyncEngine, simulator: SimHandle, antom: AntomClient
+) -> None:
+    card = await desk_payment(engine, simulator, method="CARD", currency="USD")
+    wallet = await desk_payment(engine, simulator, method="ALIPAY_CN", currency="USD")
+    now = utcnow()
+
+    async def aged(payment: Payment, hours: float, decided_hours: float | None = None) -> Refund:
+        refund = await make_refund(engine, payment, amount_minor=100)
+        async with session_scope(engine) as session:
+            await session.exec(
+                sa.update(Refund)
+                .where(col(Refund.id) == refund.id)
+                .values(
+                    created_at=now - timedelta(hours=hours),
+                    decided_at=None
+                    if decided_hours is None
+                    else now - timedelta(hours=decided_hours),
+                )
+            )
+        return refund
+
+    card_within = await aged(card, 3)  # CARD has 4 h
+    card_over = await aged(card, 5)
+    wallet_over = await aged(wallet, 2)  # no SLA of its own: the 1 h default
+    wallet_approved_late = await aged(wallet, 30, decided_hours=0.5)  # waited for approval
+    config = PollerConfig(stuck_after_s=3600, sla_s=(("CARD", 4 * 3600.0),))
+    poller = Poller(engine, antom, notify_url=None, config=config)
+
+    assert await poller.flag_stuck(now) == 2
+    async with session_scope(engine) as session:
+        raised = (
+            (await session.exec(sa.select(Alert).where(col(Alert.kind) == AlertKind.STUCK)))
+            .scalars()
+            .all()
+        )
+    assert {a.refund_pk for a in raised} == {card_over.id, wallet_over.id}
+    assert not {card_within.id, wallet_approved_late.id} & {a.refund_pk for a in raised}
+    by_refund = {a.refund_pk: a for a in raised}
+    assert "(CARD)" in by_refund[card_over.id].message
+    assert "SLA 4 h" in by_refund[card_over.id].message
+    assert "SLA 1 h" in by_refund[wallet_over.id].message
+    # Later, past its own SLA since the approval, the late one is raised too; once.
+    assert await poller.flag_stuck(now + timedelta(hours=0.75)) == 1
+    assert await poller.flag_stuck(now + timedelta(hours=9)) == 1  # card_within, at last
+    assert await poller.flag_stuck(now + timedelta(hours=9)) == 0
+
+
 async def test_an_expired_lease_is_fenced_out(
     engine: AsyncEngine, simulator: SimHandle, antom: AntomClient
 ) -> None:

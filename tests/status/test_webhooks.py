@@ -475,7 +475,7 @@ async def test_dispute_notifications_in_any_order(
     assert (await reload(engine, Payment, payment.id)).dispute_open is False
 
 
-async def test_leads_see_and_resolve_alerts(
+async def test_leads_see_and_close_an_orphan_on_the_external_worklist(
     client: httpx.AsyncClient, engine: AsyncEngine, signed_in: Any
 ) -> None:
     body = refund_result(
@@ -488,16 +488,16 @@ async def test_leads_see_and_resolve_alerts(
     lead, _ = await signed_in(role="lead")
     agent, _ = await signed_in(role="agent")
 
-    assert (await agent.get("/alerts")).status_code == 403
-    page = await lead.get("/alerts")
+    assert (await agent.get("/worklists?queue=external")).status_code == 403
+    page = await lead.get("/worklists?queue=external")
     assert page.status_code == 200
     assert "nobody-knows" in page.text
-    [alert_id] = re.findall(r'id="alert-(\d+)"', page.text)
+    [alert_id] = re.findall(r'id="item-(\d+)"', page.text)
     htmx = {"HX-Request": "true"}
-    bare = await lead.post(f"/alerts/{alert_id}/resolve", headers=htmx)
-    assert bare.status_code == 422 and "Say what was done before resolving it" in bare.text
-    assert "nobody-knows" in (await lead.get("/alerts")).text  # nothing changed
+    bare = await lead.post(f"/worklists/{alert_id}/close", headers=htmx)
+    assert bare.status_code == 422 and "Say what was done before closing it" in bare.text
+    assert "nobody-knows" in (await lead.get("/worklists?queue=external")).text  # unchanged
     note = {"note": "Booked by hand after a call with Antom"}
-    resolved = await lead.post(f"/alerts/{alert_id}/resolve", data=note, headers=htmx)
-    assert resolved.status_code == 200 and "Resolved" in resolved.text
-    assert "nobody-knows" not in (await lead.get("/alerts")).text
+    closed = await lead.post(f"/worklists/{alert_id}/close", data=note, headers=htmx)
+    assert closed.status_code == 200 and 'data-state="closed"' in closed.text
+    assert "nobody-knows" not in (await lead.get("/worklists?queue=external")).text

@@ -21,6 +21,7 @@ from web.routes import (
     session,
     sso,
     webhooks,
+    worklists,
 )
 
 ROUTE_HANDLERS: list[ControllerRouterHandler] = [
@@ -32,6 +33,7 @@ ROUTE_HANDLERS: list[ControllerRouterHandler] = [
     *approvals.ROUTES,
     webhooks.antom_webhook,
     *live.ROUTES,
+    *worklists.ROUTES,
     *account.ROUTES,
     *api.ROUTES,
     *orders.ROUTES,

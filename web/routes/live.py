@@ -1,10 +1,10 @@
-"""Live status: the SSE stream of hints, "check now", and the leads' alerts.
+"""Live status: the SSE stream of hints and "check now" (the worklists: web/routes/worklists.py).
 
 ``GET /events?payment=5.<version>&refund=7.<version>&refunds=<id>&payments=<id>&alerts=<n>``
 streams *hints* for what the page shows (``web.live.Watch``): ``event: payment-5``,
 ``event: refund-7`` (data: the new version), ``event: refunds`` / ``payments`` (a listed
-row changed or a newer one exists) and ``event: alerts``. A hint carries no content:
-``static/app.js`` answers it by fetching the page's fragments, rendered from the
+row changed or a newer one exists) and ``event: alerts`` (the worklists moved). A hint
+carries no content: ``static/app.js`` answers it by fetching the page's fragments, rendered from the
 database. Each connection first says ``ready`` (it is subscribed), then hints at
 whatever moved since the versions the page was rendered at; after the listener
 reconnected, a ``resync`` event and hints for everything watched.
@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 from litestar import Request, get, post
@@ -23,7 +22,7 @@ from litestar.channels import ChannelsPlugin, Subscriber
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
-from litestar.params import FromPath, FromQuery, URLEncodedBody
+from litestar.params import FromPath, FromQuery
 from litestar.response import ServerSentEvent, ServerSentEventMessage, Template
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -37,16 +36,13 @@ from web.live import (
     decode,
     hints,
     is_resync,
-    open_alert_count,
     parse_watch,
     since_seen,
     unseen,
 )
-from web.models import User
 from web.request_ids import request_id_of
 from web.rules.access import Permission
 from web.services import listing
-from web.services.alerts import alert_by_pk, resolve
 from web.services.poller import Poller
 
 RETRY_MS = 2000
@@ -183,71 +179,4 @@ _CHECK_MESSAGES = {
 }
 
 
-@dataclass
-class ResolveForm:
-    note: str = ""
-
-
-@get(
-    "/alerts",
-    name="live:alerts",
-    guards=[requires(Permission.VIEW_ALERTS)],
-    include_in_schema=False,
-)
-async def alerts(db_session: NamedDependency[AsyncSession]) -> Template:
-    """What leads must look at: external refunds, stuck refunds, mismatches, orphans."""
-    rows = await listing.open_alerts(db_session)
-    return Template(
-        template_name="live/alerts.html",
-        context={"alerts": rows, "open_count": await open_alert_count(db_session)},
-    )
-
-
-@get(
-    "/alerts/count",
-    name="live:alerts_count",
-    guards=[requires(Permission.VIEW_ALERTS)],
-    include_in_schema=False,
-)
-async def alerts_count(db_session: NamedDependency[AsyncSession]) -> Template:
-    """The navigation's count of open alerts (fetched on load and on every alerts hint)."""
-    return Template(
-        template_name="live/_alerts_count.html",
-        context={"open_count": await open_alert_count(db_session)},
-    )
-
-
-@post(
-    "/alerts/{alert_pk:int}/resolve",
-    name="live:resolve",
-    guards=[requires(Permission.VIEW_ALERTS)],
-    status_code=200,
-    include_in_schema=False,
-)
-async def resolve_alert(
-    alert_pk: FromPath[int],
-    data: URLEncodedBody[ResolveForm],
-    db_session: NamedDependency[AsyncSession],
-    current_user: NamedDependency[User],
-) -> Template:
-    if not data.note.strip():
-        # A resolved alert says what was done about it; the lead is asked, nothing changes.
-        alert = await alert_by_pk(db_session, alert_pk)
-        if alert is None:
-            raise NotFoundException("No such alert")
-        return Template(
-            template_name="live/_alert_row.html",
-            context={"alert": alert, "error": "Say what was done before resolving it"},
-            status_code=422,
-        )
-    alert = await resolve(db_session, alert_pk, current_user, note=data.note)
-    if alert is None:
-        raise NotFoundException("No such alert")
-    return Template(
-        template_name="live/_alert_row.html",
-        context={"alert": alert, "resolver": current_user},
-        headers=STALE,
-    )
-
-
-ROUTES = [events, check_refund, alerts, alerts_count, resolve_alert]
+ROUTES = [events, check_refund]

@@ -55,7 +55,7 @@ DESCRIPTIONS: dict[Permission, str] = {
     ),
     Permission.REQUEST_APPROVAL: "Ask for a refund over one's limits, for someone to approve",
     Permission.APPROVE: "Approve or reject someone else's refund request (never one's own)",
-    Permission.VIEW_ALERTS: "See and resolve the alerts worklist",
+    Permission.VIEW_ALERTS: "Work the worklists: assign, comment on, close and reopen items",
     Permission.MANAGE_REASONS: "Add and edit refund reasons and what each one requires",
     Permission.MANAGE_LIMITS: "Set spending limits per role and per person",
     Permission.MANAGE_USERS: "Invite people, change roles, disable, enable, reset passwords",

@@ -1,4 +1,6 @@
-"""Things a lead has to look at (``/alerts``). The desk raises them; only people resolve."""
+"""Raising worklist items (``/worklists``; queues in web/rules/worklists.py).
+
+The desk raises them; only people work and close them (web/services/worklists.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from typing import Any
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from web.models import Alert, AlertKind, User, utcnow
+from web.models import Alert, AlertKind
 
 log = logging.getLogger(__name__)
 
@@ -42,23 +44,3 @@ async def raise_alert(
     )
     log.warning("alert raised kind=%s subject=%s %s", kind.value, subject, message)
     return True
-
-
-async def resolve(
-    session: AsyncSession, alert_pk: int, user: User, *, note: str = ""
-) -> Alert | None:
-    """Mark an alert resolved by ``user`` (once; resolving again changes nothing), with the
-    lead's note on what was done (kept in ``detail["resolution_note"]``)."""
-    alert = await session.get(Alert, alert_pk)
-    if alert is not None and alert.resolved_at is None:
-        alert.resolved_at = utcnow()
-        alert.resolved_by = user.id
-        if note.strip():
-            # A new dict: SQLAlchemy does not see changes made inside a JSON value.
-            alert.detail = {**(alert.detail or {}), "resolution_note": note.strip()[:500]}
-        await session.flush()
-    return alert
-
-
-async def alert_by_pk(session: AsyncSession, alert_pk: int) -> Alert | None:
-    return await session.get(Alert, alert_pk)

@@ -42,6 +42,10 @@ class Action(StrEnum):
     REASON_CHANGED = "reason.changed"
     API_KEY_CREATED = "api_key.created"
     API_KEY_REVOKED = "api_key.revoked"
+    WORKLIST_ASSIGNED = "worklist.assigned"
+    WORKLIST_COMMENTED = "worklist.commented"
+    WORKLIST_CLOSED = "worklist.closed"
+    WORKLIST_REOPENED = "worklist.reopened"
     EXPORTED = "data.exported"
     IMPORTED = "data.imported"
 

@@ -33,6 +33,7 @@ OBJECT_TYPES: dict[str, str] = {
     "order_import": "Order import (CSV)",
     "limit": "Limit",
     "reason": "Reason",
+    "worklist_item": "Worklist item",
 }
 _TEXT_MAX = 254
 _ID_MAX = 64

@@ -36,7 +36,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from web.antom.messages import NOT_FINAL_CODES, parse_time
 from web.antom.money import Money
-from web.models import EventSource, Payment, Refund, RefundEvent, RefundStatus, utcnow
+from web.models import AlertKind, EventSource, Payment, Refund, RefundEvent, RefundStatus, utcnow
 from web.rules.lifecycle import INITIAL, INITIAL_STATES, Effect, effect_of
 from web.rules.outcomes import (
     DEFAULT_UNKNOWN_LIMIT,
@@ -509,6 +509,20 @@ async def _move(
             .where(col(Payment.id) == refund.payment_pk)
             .values(**money, updated_at=at)
             .execution_options(synchronize_session=False)
+        )
+    if target is RefundStatus.FAILED:
+        # A failed refund goes on the leads' "Failed refunds" worklist in the same
+        # transaction: no failure without its item, none rolled back with one left over.
+        code = values.get("result_code") or refund.result_code
+        await raise_alert(
+            session,
+            AlertKind.REFUND_FAILED,
+            f"refund:{refund.id}",
+            f"Refund {refund.refund_request_id} of {Money(amount, refund.currency)} failed"
+            + (f" ({code})" if isinstance(code, str) and code else "")
+            + "; the money was released",
+            refund_pk=refund.id,
+            payment_pk=refund.payment_pk,
         )
 
 

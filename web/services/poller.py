@@ -298,36 +298,57 @@ class Poller:
             )
 
     async def flag_stuck(self, now: datetime) -> int:
-        """Raise (once each) every refund unsettled for longer than ``stuck_after_s``."""
-        cutoff = now - timedelta(seconds=self.config.stuck_after_s)
+        """Raise (once each) every refund unsettled for longer than its payment method's
+        SLA (``PollerConfig.sla_for``; ``stuck_after_s`` for methods without one).
+
+        The clock starts when the refund was cleared to go to Antom: its approval, when it
+        needed one (time spent awaiting approval is that queue's, not Antom's), else its
+        creation.
+        """
+        started = sa.func.coalesce(col(Refund.decided_at), col(Refund.created_at))
+        by_method = dict(self.config.sla_s)
+        over_sla = [
+            sa.and_(col(Payment.method) == method, started <= now - timedelta(seconds=sla))
+            for method, sla in by_method.items()
+        ]
+        default_cutoff = now - timedelta(seconds=self.config.stuck_after_s)
+        over_sla.append(
+            sa.and_(col(Payment.method).not_in(list(by_method)), started <= default_cutoff)
+            if by_method
+            else started <= default_cutoff
+        )
         raised = 0
         async with session_scope(self.engine) as session:
             stuck = (
                 await session.exec(
-                    select(Refund)
-                    .where(
-                        col(Refund.status).in_(SENT_OR_SENDING), col(Refund.created_at) <= cutoff
-                    )
+                    select(Refund, Payment.method)
+                    .join(Payment, col(Payment.id) == col(Refund.payment_pk))
+                    .where(col(Refund.status).in_(SENT_OR_SENDING), sa.or_(*over_sla))
                     .where(
                         ~sa.exists().where(
                             col(Alert.refund_pk) == col(Refund.id),
                             col(Alert.kind) == AlertKind.STUCK,
                         )
                     )
+                    .order_by(col(Refund.id))
                     .limit(200)
                 )
             ).all()
-            for refund in stuck:
-                hours = (now - refund.created_at).total_seconds() / 3600
+            for refund, method in stuck:
+                since = refund.decided_at or refund.created_at
+                hours = (now - since).total_seconds() / 3600
+                sla_hours = self.config.sla_for(method) / 3600
                 raised += await raise_alert(
                     session,
                     AlertKind.STUCK,
                     f"refund:{refund.id}",
                     f"Refund {refund.refund_request_id} of "
-                    f"{Money(refund.amount_minor, refund.currency)} is still "
-                    f"{RefundStatus(refund.status).value} after {hours:.1f} h; check it with Antom",
+                    f"{Money(refund.amount_minor, refund.currency)} ({method}) is still "
+                    f"{RefundStatus(refund.status).value} after {hours:.1f} h "
+                    f"(SLA {sla_hours:g} h); check it with Antom",
                     refund_pk=refund.id,
                     payment_pk=refund.payment_pk,
+                    detail={"method": method, "sla_hours": sla_hours},
                 )
         return raised
 
