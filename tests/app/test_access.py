@@ -57,6 +57,10 @@ EXPECTED: dict[str, Permission] = {
     "orders:import": P.IMPORT_ORDERS,
     "orders:import_upload": P.IMPORT_ORDERS,
     "orders:import_detail": P.IMPORT_ORDERS,
+    "settlement:import": P.IMPORT_SETTLEMENT,
+    "settlement:import_upload": P.IMPORT_SETTLEMENT,
+    "settlement:import_detail": P.IMPORT_SETTLEMENT,
+    "refunds:refundable_again": P.APPROVE,
     "admin:index": P.USE_DESK,  # lists only the admin pages the person may open
     "admin:permissions": P.VIEW_PERMISSIONS,
     "admin:users": P.MANAGE_USERS,

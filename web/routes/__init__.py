@@ -19,6 +19,7 @@ from web.routes import (
     payments,
     refunds,
     session,
+    settlement,
     sso,
     webhooks,
 )
@@ -35,6 +36,7 @@ ROUTE_HANDLERS: list[ControllerRouterHandler] = [
     *account.ROUTES,
     *api.ROUTES,
     *orders.ROUTES,
+    *settlement.ROUTES,
     *admin.ROUTES,
     *audit.ROUTES,
     *admin_users.ROUTES,
