@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
 
 import click
@@ -19,9 +20,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from web.antom.money import MoneyError
 from web.db import make_engine, migrate, session_scope
-from web.models import RefundReason, Role
+from web.models import RefundReason, Role, SettlementImport
 from web.services import api_keys as key_svc
-from web.services import limits, reasons
+from web.services import limits, reasons, settlement
 from web.services import users as svc
 from web.services.audit import Actor
 from web.settings import ConfigError, Settings
@@ -521,3 +522,53 @@ def serve(host: str) -> None:
 
 
 COMMANDS = [users, limits_group, reasons_group, api_keys, migrate_command, serve]
+
+
+# ---------------------------------------------------------------- settlement reports
+
+
+@click.group("settlement")
+def settlement_group() -> None:
+    """Antom settlement details reports."""
+
+
+@settlement_group.command("import")
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+def settlement_import(files: tuple[Path, ...]) -> None:
+    """Import settlement reports: reversals recorded, refunds reconciled. Importing a
+    report again changes nothing. Exits 1 if a file or a line was refused."""
+
+    async def main() -> list[SettlementImport]:
+        engine = make_engine(_settings().database_url)
+        jobs = []
+        try:
+            for path in files:
+                async with session_scope(engine) as session:
+                    job = await settlement.start_import(
+                        session, filename=path.name, path=path, user_pk=None
+                    )
+                assert job.id is not None
+                jobs.append(await settlement.run_import(engine, job.id, path, CLI))
+        finally:
+            await engine.dispose()
+        return jobs
+
+    refused = False
+    for job in asyncio.run(main()):
+        click.echo(
+            f"{job.filename}: {job.status}; {job.new_count:,} new, {job.unchanged_count:,} "
+            f"already imported, {job.rejected_count:,} rejected; {job.reversed_count:,} "
+            f"refunds reversed, {job.raised_count:,} alerts raised"
+        )
+        for note in job.notes:
+            click.echo(f"  {note}")
+        for entry in job.problems:
+            for error in entry["errors"]:
+                click.echo(f"  line {entry['line']}: {error['field'] or '-'}: {error['message']}")
+        if job.rejected_count > len(job.problems):
+            click.echo(f"  (the first {len(job.problems)} rejected lines are listed)")
+        refused = refused or job.status != "done" or job.rejected_count > 0
+    if refused:
+        sys.exit(1)

@@ -61,6 +61,9 @@ class RefundStatus(StrEnum):
     PENDING: written ahead, the Antom call may or may not have left the building.
     PROCESSING: Antom accepted it (U / REFUND_IN_PROCESS) or the outcome is unknown.
     REJECTED: an approver said no, or the request expired unapproved; never sent.
+    REVERSED: succeeded, then reversed (the buyer's bank sent it back; Antom's settlement
+    report has a REFUND_REVERSAL row): the money came back to the merchant. It is not a
+    failure, and its amount is not refundable again until a lead decides so.
     """
 
     AWAITING_APPROVAL = "awaiting"
@@ -69,10 +72,17 @@ class RefundStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     REJECTED = "rejected"
+    REVERSED = "reversed"
 
     @property
     def final(self) -> bool:
-        return self in (RefundStatus.SUCCEEDED, RefundStatus.FAILED, RefundStatus.REJECTED)
+        """No answer from Antom moves it any more (a reversal comes by settlement)."""
+        return self in (
+            RefundStatus.SUCCEEDED,
+            RefundStatus.FAILED,
+            RefundStatus.REJECTED,
+            RefundStatus.REVERSED,
+        )
 
 
 class EventSource(StrEnum):
@@ -266,6 +276,14 @@ class Refund(SQLModel, table=True):
     lease_owner: str | None = Field(default=None, max_length=64)
     lease_until: datetime | None = ts(default=None)
     refunded_at: datetime | None = ts(default=None)
+    # REVERSED: when Antom reversed it and what came back to the merchant (from the
+    # settlement report's REFUND_REVERSAL row); then, once a lead made the amount
+    # refundable again, who, when and why (web/services/ledger.py ``release_reversal``).
+    reversed_at: datetime | None = ts(default=None)
+    reversed_minor: int | None = Field(default=None, sa_type=sa.BigInteger)
+    reversal_released_at: datetime | None = ts(default=None)
+    reversal_released_by: int | None = Field(default=None, foreign_key="users.id", sa_type=BigId)
+    reversal_note: str | None = Field(default=None, max_length=500)
     created_at: datetime = ts(default_factory=utcnow)
     updated_at: datetime = ts(default_factory=utcnow)
 
@@ -443,6 +461,8 @@ class AlertKind(StrEnum):
     UNAPPLIED_NOTIFICATION = "unapplied_notification"  # verified, stored, could not be applied
     GATEWAY_REFUSED = "gateway_refused"  # Antom's gateway did not process the desk's request
     REFUND_FAILED = "refund_failed"  # Antom failed the refund (raised by the ledger)
+    REVERSED = "reversed"  # a succeeded refund came back (settlement REFUND_REVERSAL row)
+    RECONCILE = "reconcile"  # the settlement report and the desk disagree about a refund
 
 
 class Alert(SQLModel, table=True):
@@ -666,6 +686,72 @@ class OrderImport(SQLModel, table=True):
     created_at: datetime = ts(default_factory=utcnow)
     updated_at: datetime = ts(default_factory=utcnow)
     finished_at: datetime | None = ts(default=None)
+
+
+# ---------------------------------------------------------------- settlement reports
+
+
+class SettlementImport(SQLModel, table=True):
+    """One Antom settlement details report imported (an upload, or ``refund-desk
+    settlement import``): its progress while it runs, then its per-line report."""
+
+    __tablename__ = "settlement_imports"
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    filename: str = Field(max_length=200)
+    # None for the command line.
+    uploaded_by: int | None = Field(default=None, foreign_key="users.id", sa_type=BigId)
+    status: OrderImportStatus = Field(sa_type=sa.String(16))
+    total_lines: int = 0
+    processed_lines: int = 0
+    new_count: int = 0  # detail rows stored for the first time
+    unchanged_count: int = 0  # rows an earlier import already stored
+    rejected_count: int = 0
+    reversed_count: int = 0  # refunds this import moved to REVERSED
+    raised_count: int = 0  # alerts this import raised
+    # [{"line": 7, "errors": [{"field": "transactionAmountValue", "message": "..."}]}], capped.
+    problems: list[dict[str, Any]] = Field(default_factory=list, sa_type=sa.JSON)
+    # About the file as a whole (no <END> line, lines after it).
+    notes: list[str] = Field(default_factory=list, sa_type=sa.JSON)
+    created_at: datetime = ts(default_factory=utcnow)
+    updated_at: datetime = ts(default_factory=utcnow)
+    finished_at: datetime | None = ts(default=None)
+
+
+class SettlementLine(SQLModel, table=True):
+    """One detail row of a settlement report, once: (batch, type, transactionId) is its
+    identity, so importing a report again stores and changes nothing. Amounts are minor
+    units, signed as the file has them (web/services/settlement.py)."""
+
+    __tablename__ = "settlement_lines"
+    __table_args__ = (
+        sa.UniqueConstraint(
+            "settlement_batch_id",
+            "transaction_type",
+            "transaction_id",
+            name="uq_settlement_lines_key",
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    import_pk: int = Field(foreign_key="settlement_imports.id", index=True, sa_type=BigId)
+    line: int  # where it was in that import's file
+    settlement_batch_id: str = Field(max_length=64)
+    transaction_type: str = Field(max_length=32)
+    transaction_id: str = Field(max_length=64)
+    transaction_request_id: str | None = Field(default=None, max_length=64)
+    original_transaction_id: str | None = Field(default=None, max_length=64, index=True)
+    acquirer_reference_no: str | None = Field(default=None, max_length=64)
+    payment_method_type: str | None = Field(default=None, max_length=64)
+    amount_minor: int = Field(sa_type=sa.BigInteger)
+    currency: str = Field(max_length=3)
+    settlement_amount_minor: int | None = Field(default=None, sa_type=sa.BigInteger)
+    settlement_currency: str | None = Field(default=None, max_length=3)
+    fee_minor: int | None = Field(default=None, sa_type=sa.BigInteger)
+    fee_currency: str | None = Field(default=None, max_length=3)
+    transaction_time: datetime | None = ts(default=None)
+    # The desk's refund it is about (REFUND and REFUND_REVERSAL rows), once matched.
+    refund_pk: int | None = Field(default=None, foreign_key="refunds.id", index=True, sa_type=BigId)
 
 
 # ---------------------------------------------------------------- sign-in throttling

@@ -56,11 +56,6 @@ EXPECTED: dict[str, Permission] = {
     "approvals:reject": P.APPROVE,
     "approvals:edit": P.REQUEST_APPROVAL,  # only the requester (checked on the object)
     "live:events": P.VIEW_PAYMENTS,
-    "approvals:queue": P.REQUEST_APPROVAL,
-    "approvals:count": P.APPROVE,
-    "approvals:approve": P.APPROVE,
-    "approvals:reject": P.APPROVE,
-    "approvals:edit": P.REQUEST_APPROVAL,
     "worklists:index": P.VIEW_ALERTS,
     "worklists:count": P.VIEW_ALERTS,
     "worklists:item": P.VIEW_ALERTS,
@@ -72,6 +67,10 @@ EXPECTED: dict[str, Permission] = {
     "orders:import": P.IMPORT_ORDERS,
     "orders:import_upload": P.IMPORT_ORDERS,
     "orders:import_detail": P.IMPORT_ORDERS,
+    "settlement:import": P.IMPORT_SETTLEMENT,
+    "settlement:import_upload": P.IMPORT_SETTLEMENT,
+    "settlement:import_detail": P.IMPORT_SETTLEMENT,
+    "refunds:refundable_again": P.APPROVE,
     "admin:index": P.USE_DESK,  # lists only the admin pages the person may open
     "admin:permissions": P.VIEW_PERMISSIONS,
     "admin:users": P.MANAGE_USERS,

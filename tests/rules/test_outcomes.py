@@ -185,3 +185,23 @@ def test_unknown_inquiries_are_counted_and_raised_at_the_limit(before: int) -> N
     )
     assert verdict.to is None and verdict.unknown_inquiries == before + 1
     assert verdict.alert == (AlertKind.UNKNOWN_RESULT if before + 1 >= 10 else None)
+
+
+@given(seen=observations)
+def test_no_answer_moves_a_reversed_refund(seen: Observation) -> None:
+    verdict = decide(RefundFacts(RefundStatus.REVERSED, ASKED), seen)
+    assert verdict.to is None and verdict.effect is None
+
+
+def test_antom_still_saying_success_after_a_reversal_agrees() -> None:
+    verdict = decide(
+        RefundFacts(RefundStatus.REVERSED, ASKED),
+        Observation(Kind.INQUIRY, Answer.SUCCESS, amount=ASKED),
+    )
+    assert (verdict.label, verdict.alert) == ("stale", None)
+
+
+@pytest.mark.parametrize("answer", [Answer.FAIL, Answer.ABSENT])
+def test_antom_denying_a_reversed_refund_is_raised(answer: Answer) -> None:
+    verdict = decide(RefundFacts(RefundStatus.REVERSED, ASKED), Observation(Kind.INQUIRY, answer))
+    assert verdict.alert is AlertKind.CONTRADICTION and verdict.to is None

@@ -4,6 +4,7 @@ cannot both win, and the money moves with the status in the same transaction."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 from tests.services.conftest import Desk, filled_form, submit
@@ -11,7 +12,7 @@ from web.antom.client import AntomClient
 from web.antom.messages import Answer
 from web.antom.money import Money
 from web.models import AlertKind, EventSource, Payment, Refund, RefundStatus, User
-from web.rules.lifecycle import TRANSITIONS
+from web.rules.lifecycle import RELEASES, TRANSITIONS, Effect
 from web.rules.outcomes import Kind, Observation
 from web.rules.worklists import Queue, queue_of
 from web.services import ledger
@@ -111,8 +112,59 @@ def test_pending_is_reached_only_by_approval_and_final_is_final() -> None:
         RefundStatus.AWAITING_APPROVAL
     ]
     assert all(RefundStatus.AWAITING_APPROVAL not in moves for moves in TRANSITIONS.values())
-    for final in (RefundStatus.SUCCEEDED, RefundStatus.FAILED, RefundStatus.REJECTED):
+    for final in (RefundStatus.FAILED, RefundStatus.REJECTED, RefundStatus.REVERSED):
         assert TRANSITIONS[final] == {}
+    # A succeeded refund moves once more, only when the settlement report reverses it,
+    # and its money stays booked: the reversed amount is not refundable again by itself.
+    assert TRANSITIONS[RefundStatus.SUCCEEDED] == {RefundStatus.REVERSED: Effect.KEEP}
+    assert RELEASES == {RefundStatus.REVERSED: Effect.UNBOOK}
+
+
+async def test_a_reversal_keeps_the_money_out_of_reach_until_a_lead_releases_it(
+    desk: Desk, antom: AntomClient, simulator: Any
+) -> None:
+    payment, refund, lead = await processing_refund(desk, antom, simulator)
+    assert refund.id is not None
+    assert await apply(desk, refund, RefundStatus.SUCCEEDED)
+    assert await money(desk, payment) == (10000, 0, 1)
+    at = datetime(2026, 11, 25, 20, 36, tzinfo=UTC)
+    async with desk.session() as s:
+        cause = ledger.Cause(EventSource.RECONCILIATION, request_id="req-1", actor_id=lead.id)
+        reversed_ = await ledger.reverse(
+            s, refund.id, returned_minor=10000, reversed_at=at, cause=cause, summary="reversed"
+        )
+        assert reversed_ is not None and reversed_.status is RefundStatus.REVERSED
+        # once: a second reversal finds it reversed already
+        again = await ledger.reverse(
+            s, refund.id, returned_minor=10000, reversed_at=at, cause=cause, summary="again"
+        )
+        assert again is None
+        await s.commit()
+    assert await money(desk, payment) == (10000, 0, 1)  # neither failed nor refundable
+    # no answer from Antom moves it back (inquiry still says SUCCESS after a reversal)
+    assert not await apply(desk, refund, RefundStatus.SUCCEEDED)
+    assert not await apply(desk, refund, RefundStatus.FAILED)
+    assert (await desk.refunds(payment.id))[0].status == RefundStatus.REVERSED
+
+    async with desk.session() as s:
+        cause = ledger.Cause(EventSource.AGENT, request_id="req-2", actor_id=lead.id)
+        released = await ledger.release_reversal(
+            s, refund.id, cause=cause, note="Customer confirmed", summary="released"
+        )
+        assert released is not None
+        assert released.status is RefundStatus.REVERSED  # it was reversed all the same
+        assert released.reversal_released_by == lead.id
+        assert released.reversal_note == "Customer confirmed"
+        twice = await ledger.release_reversal(s, refund.id, cause=cause, note="", summary="x")
+        assert twice is None
+        await s.commit()
+    assert await money(desk, payment) == (0, 0, 0)
+    events = [e for e in await desk.events(refund.id) if e.request_id in ("req-1", "req-2")]
+    assert [(e.from_status, e.to_status, e.request_id) for e in events] == [
+        ("succeeded", "reversed", "req-1"),
+        (None, None, "req-2"),
+    ]
+    assert events[0].detail is not None and events[0].detail["returned_minor"] == 10000
 
 
 async def test_a_failure_notification_holds_the_money_until_an_inquiry_confirms(

@@ -3,9 +3,6 @@ sample, acquirerInfo in inquiryRefund too, and the reference in the settlement f
 
 from __future__ import annotations
 
-import csv
-import io
-
 from tests.sim.helpers import Gateway, code
 from tests.support.simulator import SimHandle
 
@@ -74,8 +71,8 @@ def test_settlement_rows_carry_the_acquirer_reference(
     shared_sim.admin_post(f"refunds/{made['refundId']}/reverse")
     rows = [
         r
-        for r in csv.DictReader(io.StringIO(shared_sim.settlement_csv()))
-        if r["paymentId"] == p["paymentId"]
+        for r in shared_sim.settlement_rows()
+        if p["paymentId"] in (r["transactionId"], r["originalTransactionId"])
     ]
     assert [(r["transactionType"], r["acquirerReferenceNo"]) for r in rows] == [
         ("PAYMENT", ""),

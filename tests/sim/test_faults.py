@@ -194,8 +194,9 @@ def test_reversal_fault_shows_in_settlement(simulator: SimHandle, gw: Gateway) -
         lambda: (r := simulator.refund(made["refundId"]))["reversedAt"] and r
     )
     assert reversed_refund["status"] == "SUCCESS"  # Antom still reports it as succeeded
-    rows = [line.split(",") for line in simulator.settlement_csv().splitlines()[1:]]
-    kinds = [(r[0], r[9]) for r in rows]
+    kinds = [
+        (r["transactionType"], r["transactionAmountValue"]) for r in simulator.settlement_rows()
+    ]
     assert kinds == [
         ("PAYMENT", str(minor)),
         ("REFUND", f"-{minor}"),

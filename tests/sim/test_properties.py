@@ -3,8 +3,6 @@ exceeds captured, and the settlement file agrees with the simulator's books."""
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterator
 from typing import Any
 
@@ -75,7 +73,7 @@ def test_refunded_never_exceeds_captured(
     assert succeeded <= captured
     settled = [
         r
-        for r in csv.DictReader(io.StringIO(slow_sim.settlement_csv()))
-        if r["paymentId"] == pid and r["transactionType"] == "REFUND"
+        for r in slow_sim.settlement_rows()
+        if r["originalTransactionId"] == pid and r["transactionType"] == "REFUND"
     ]
-    assert -sum(int(r["amountValue"]) for r in settled) == succeeded
+    assert -sum(int(r["transactionAmountValue"]) for r in settled) == succeeded

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -100,6 +101,11 @@ class SimHandle:
         response = self.http.get("/sim/settlement.csv")
         response.raise_for_status()
         return response.text
+
+    def settlement_rows(self) -> list[dict[str, str]]:
+        """The settlement report's detail rows (its ``<END>`` line left out)."""
+        lines = [line for line in self.settlement_csv().splitlines() if line != "<END>"]
+        return list(csv.DictReader(lines))
 
     def wait_for(
         self,

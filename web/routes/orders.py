@@ -25,7 +25,7 @@ from web.auth import requires
 from web.htmx import page_or_fragment, wants_fragment
 from web.models import OrderImport, User
 from web.rules.access import Permission
-from web.services import orders
+from web.services import orders, uploads
 from web.services.audit import Actor
 
 REFUSED = 422
@@ -39,7 +39,7 @@ class UploadForm:
 
 
 def _import_context(job: OrderImport) -> dict[str, Any]:
-    return {"job": job, "stale": orders.is_stale(job), "fields": orders.FIELDS}
+    return {"job": job, "stale": uploads.is_stale(job), "fields": orders.FIELDS}
 
 
 class OrderImportController(Controller):
@@ -118,7 +118,7 @@ async def _index(
             "imports": await orders.recent_imports(session),
             "waiting": await orders.waiting_count(session),
             "fields": orders.FIELDS,
-            "stale": orders.is_stale,
+            "stale": uploads.is_stale,
             "max_mb": orders.MAX_CSV_BYTES // (1024 * 1024),
         },
         status_code=REFUSED if errors else 200,

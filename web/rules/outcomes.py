@@ -25,7 +25,9 @@ The rules, in the order ``decide`` applies them:
    refund's outcome unknown; the refund call retries with the same id. Inquiries that
    keep teaching nothing are counted and, past a limit, raised to a lead.
 6. **Final is final.** A final status never moves; an answer contradicting it is raised.
-   A request awaiting approval was never sent: no answer moves it either.
+   A request awaiting approval was never sent: no answer moves it either. A *reversed*
+   refund (moved only by the settlement report) stays reversed: Antom's SUCCESS about it
+   agrees, a FAIL or "no such refund" is raised.
 """
 
 from __future__ import annotations
@@ -251,7 +253,7 @@ def decide(
                 unknown_inquiries=0 if seen.kind is Kind.INQUIRY else None,
             )
         case Answer.ABSENT:
-            if current is RefundStatus.SUCCEEDED:
+            if current in (RefundStatus.SUCCEEDED, RefundStatus.REVERSED):
                 return _contradiction(facts, seen)
             if current.final:
                 return Verdict("stale", "Antom has no record of this refund; it is already final")
@@ -339,9 +341,12 @@ def _hold(
 
 
 def _final_vs(facts: RefundFacts, seen: Observation, says: RefundStatus) -> Verdict:
-    # A rejected request was never sent: Antom failing it agrees (no money moved).
-    agrees = facts.status is says or (
-        facts.status is RefundStatus.REJECTED and says is RefundStatus.FAILED
+    # A rejected request was never sent: Antom failing it agrees (no money moved). A
+    # reversed refund did succeed, and Antom goes on saying so after the reversal.
+    agrees = (
+        facts.status is says
+        or (facts.status is RefundStatus.REJECTED and says is RefundStatus.FAILED)
+        or (facts.status is RefundStatus.REVERSED and says is RefundStatus.SUCCEEDED)
     )
     if agrees:
         return Verdict("stale", f"Antom confirms {seen.said()}; already recorded")

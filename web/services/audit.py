@@ -32,6 +32,8 @@ class Action(StrEnum):
     REFUND_EXPIRED = "refund.expired"
     REFUND_SENT = "refund.sent"
     REFUND_RESULT = "refund.result"
+    REFUND_REVERSED = "refund.reversed"
+    REFUND_REVERSAL_RELEASED = "refund.reversal_released"
     USER_CREATED = "user.created"
     USER_ROLE_CHANGED = "user.role_changed"
     USER_DISABLED = "user.disabled"

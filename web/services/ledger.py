@@ -15,6 +15,9 @@ issues such a statement.
   verdict — the status move the transition table (``web/rules/lifecycle.py``) allows,
   its money effect, the refund's bookkeeping, the timeline event, the alert.
 * ``book_external`` records a refund Antom made without the desk, reserved like any other.
+* ``reverse`` records Antom's reversal of a succeeded refund (the settlement report's
+  REFUND_REVERSAL row): SUCCEEDED → REVERSED, the amount kept out of reach;
+  ``release_reversal`` is a lead's decision to make it refundable again.
 * ``create_payment``, ``set_captured`` and ``add_capture`` keep a payment's captured
   amount, never below what its refunds hold.
 
@@ -37,7 +40,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from web.antom.messages import NOT_FINAL_CODES, parse_time
 from web.antom.money import Money
 from web.models import AlertKind, EventSource, Payment, Refund, RefundEvent, RefundStatus, utcnow
-from web.rules.lifecycle import INITIAL, INITIAL_STATES, Effect, effect_of
+from web.rules.lifecycle import INITIAL, INITIAL_STATES, Effect, effect_of, release_effect
 from web.rules.outcomes import (
     DEFAULT_UNKNOWN_LIMIT,
     Kind,
@@ -490,6 +493,28 @@ async def _move(
     )
     if moved.rowcount != 1:
         raise LedgerError(f"refund {refund.id} changed under its row lock")
+    await _apply_effect(session, refund, effect, at)
+    if target is RefundStatus.FAILED:
+        # A failed refund goes on the leads' "Failed refunds" worklist in the same
+        # transaction: no failure without its item, none rolled back with one left over.
+        code = values.get("result_code") or refund.result_code
+        await raise_alert(
+            session,
+            AlertKind.REFUND_FAILED,
+            f"refund:{refund.id}",
+            f"Refund {refund.refund_request_id} of "
+            f"{Money(refund.amount_minor, refund.currency)} failed"
+            + (f" ({code})" if isinstance(code, str) and code else "")
+            + "; the money was released",
+            refund_pk=refund.id,
+            payment_pk=refund.payment_pk,
+        )
+
+
+async def _apply_effect(
+    session: AsyncSession, refund: Refund, effect: Effect, at: datetime
+) -> None:
+    """A move's money effect on the refund's payment (``web/rules/lifecycle.py``)."""
     amount = refund.amount_minor
     money: dict[str, Any] = {}
     if effect is Effect.BOOK:
@@ -503,6 +528,13 @@ async def _move(
             "reserved_minor": col(Payment.reserved_minor) - amount,
             "refund_count": col(Payment.refund_count) - 1,
         }
+    elif effect is Effect.UNBOOK:
+        # A reversed refund a lead released: its money is refundable again, and it no
+        # longer counts towards the method's refund limit.
+        money = {
+            "refunded_minor": col(Payment.refunded_minor) - amount,
+            "refund_count": col(Payment.refund_count) - 1,
+        }
     if money:
         await session.exec(
             sa.update(Payment)
@@ -510,20 +542,87 @@ async def _move(
             .values(**money, updated_at=at)
             .execution_options(synchronize_session=False)
         )
-    if target is RefundStatus.FAILED:
-        # A failed refund goes on the leads' "Failed refunds" worklist in the same
-        # transaction: no failure without its item, none rolled back with one left over.
-        code = values.get("result_code") or refund.result_code
-        await raise_alert(
-            session,
-            AlertKind.REFUND_FAILED,
-            f"refund:{refund.id}",
-            f"Refund {refund.refund_request_id} of {Money(amount, refund.currency)} failed"
-            + (f" ({code})" if isinstance(code, str) and code else "")
-            + "; the money was released",
-            refund_pk=refund.id,
-            payment_pk=refund.payment_pk,
+
+
+# ---------------------------------------------------------------- reversals
+
+
+async def reverse(
+    session: AsyncSession,
+    refund_pk: int,
+    *,
+    returned_minor: int,
+    reversed_at: datetime,
+    cause: Cause,
+    summary: str,
+    detail: dict[str, Any] | None = None,
+) -> Refund | None:
+    """Antom reversed a succeeded refund (its settlement report says so): SUCCEEDED →
+    REVERSED. The amount stays booked as refunded, so nobody can refund it again until a
+    lead decides (``release_reversal``); the timeline says what came back to the merchant.
+    None when the refund is not SUCCEEDED (already reversed, or the desk disagrees)."""
+    refund = await _locked(session, refund_pk)
+    if refund.status != RefundStatus.SUCCEEDED:
+        return None
+    values = {"reversed_at": reversed_at, "reversed_minor": returned_minor}
+    await _move(session, refund, RefundStatus.SUCCEEDED, RefundStatus.REVERSED, values)
+    await _event(
+        session,
+        refund,
+        cause,
+        summary,
+        (detail or {}) | {"returned_minor": returned_minor, "currency": refund.currency},
+        from_status=RefundStatus.SUCCEEDED,
+        to_status=RefundStatus.REVERSED,
+        action=audit.Action.REFUND_REVERSED,
+    )
+    fresh = await session.get(Refund, refund_pk, populate_existing=True)
+    assert fresh is not None
+    return typed(fresh)
+
+
+async def release_reversal(
+    session: AsyncSession, refund_pk: int, *, cause: Cause, note: str, summary: str
+) -> Refund | None:
+    """A lead's decision: a reversed refund's amount is refundable again (its refund no
+    longer counts on the payment). Once: None when it is not reversed or already released.
+    The refund stays REVERSED; who, when and why are kept on it and on the timeline."""
+    refund = await _locked(session, refund_pk)
+    effect = release_effect(RefundStatus(refund.status))
+    if effect is None or refund.reversal_released_at is not None:
+        return None
+    at = utcnow()
+    marked = await session.exec(
+        sa.update(Refund)
+        .where(
+            col(Refund.id) == refund_pk,
+            col(Refund.status) == refund.status,
+            col(Refund.reversal_released_at).is_(None),
         )
+        .values(
+            reversal_released_at=at,
+            reversal_released_by=cause.actor_id,
+            reversal_note=note.strip()[:500] or None,
+            updated_at=at,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if marked.rowcount != 1:
+        raise LedgerError(f"refund {refund_pk} changed under its row lock")
+    await _apply_effect(session, refund, effect, at)
+    await _event(
+        session,
+        refund,
+        cause,
+        summary,
+        {"note": note.strip()[:500], "released_minor": refund.amount_minor},
+        from_status=None,
+        to_status=None,
+        action=audit.Action.REFUND_REVERSAL_RELEASED,
+    )
+    fresh = await session.get(Refund, refund_pk, populate_existing=True)
+    assert fresh is not None
+    return typed(fresh)
 
 
 # ---------------------------------------------------------------- the timeline

@@ -33,7 +33,6 @@ import io
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -47,14 +46,13 @@ from web.db import session_scope
 from web.models import Order, OrderImport, OrderImportStatus, Payment, User, utcnow
 from web.services import audit
 from web.services.audit import Action, Actor
+from web.services.uploads import normalise_header, report_line
 
 MAX_RECORDS = 1000  # per API request; more is one more request
 MAX_CSV_BYTES = 5 * 1024 * 1024
 MAX_CSV_ROWS = 50_000
 CSV_CHUNK = 200  # lines per transaction while importing (progress moves per chunk)
-MAX_REPORTED_LINES = 500  # lines with problems kept in an import's report
 # An import whose progress has not moved for this long lost its process (a restart).
-STALE_IMPORT = timedelta(minutes=2)
 
 Source = Literal["api", "csv"]
 Outcome = Literal["created", "updated", "unchanged"]
@@ -136,7 +134,7 @@ def _suggest(name: str) -> str:
     close = difflib.get_close_matches(name, FIELD_NAMES, n=1, cutoff=0.6)
     if not close:
         for spec in FIELDS:
-            if _normalise_header(name) in (_normalise_header(spec.name), *spec.aliases):
+            if normalise_header(name) in (normalise_header(spec.name), *spec.aliases):
                 close = [spec.name]
     return f" (did you mean {close[0]}?)" if close else ""
 
@@ -519,13 +517,9 @@ async def ingest(
 # ---------------------------------------------------------------- CSV files
 
 
-def _normalise_header(text: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", text.lower())
-
-
 _HEADER_NAMES: dict[str, str] = {}
 for _spec in FIELDS:
-    for _alias in (_normalise_header(_spec.name), _normalise_header(_spec.column), *_spec.aliases):
+    for _alias in (normalise_header(_spec.name), normalise_header(_spec.column), *_spec.aliases):
         _HEADER_NAMES[_alias] = _spec.name
 
 
@@ -622,7 +616,7 @@ def parse_csv(data: bytes) -> CsvFile:
 def _map_header(parsed: CsvFile, header: Sequence[str]) -> list[str | None]:
     columns: list[str | None] = []
     for cell in header:
-        name = _HEADER_NAMES.get(_normalise_header(cell))
+        name = _HEADER_NAMES.get(normalise_header(cell))
         if name is None:
             if cell.strip():
                 parsed.ignored_columns.append(cell.strip())
@@ -739,9 +733,8 @@ async def run_import(
 def _count(job: OrderImport, parsed: CsvFile, line: CsvLine, result: RecordResult) -> None:
     if result.problems:
         job.rejected_count += 1
-        if len(job.problems) < MAX_REPORTED_LINES:
-            # A new list: SQLAlchemy only notices a JSON column change by assignment.
-            job.problems = [*job.problems, _line_problems(parsed, line, result.problems)]
+        entry = _line_problems(parsed, line, result.problems)
+        report_line(job, entry["line"], entry["errors"])
     elif result.outcome == "created":
         job.created_count += 1
     elif result.outcome == "updated":
@@ -752,11 +745,6 @@ def _count(job: OrderImport, parsed: CsvFile, line: CsvLine, result: RecordResul
 
 async def get_import(session: AsyncSession, import_pk: int) -> OrderImport | None:
     return await session.get(OrderImport, import_pk)
-
-
-def is_stale(job: OrderImport) -> bool:
-    """Running, but its process has stopped moving it (e.g. the instance restarted)."""
-    return job.status == OrderImportStatus.RUNNING and utcnow() - job.updated_at > STALE_IMPORT
 
 
 async def recent_imports(session: AsyncSession, limit: int = 10) -> Sequence[OrderImport]:

@@ -371,6 +371,17 @@ def status_message(refund: Refund) -> str:
             if refund.decided_by is None:
                 return f"Refund of {amount} expired unapproved; nothing was refunded"
             return f"Refund of {amount} was not approved{said}. Nothing was refunded"
+        case RefundStatus.REVERSED:
+            back = format_minor(refund.reversed_minor or refund.amount_minor, refund.currency)
+            then = (
+                " A team lead has made the amount refundable again."
+                if refund.reversal_released_at is not None
+                else " It is not refundable again until a team lead decides so."
+            )
+            return (
+                f"Refund of {amount} succeeded, then Antom reversed it: {back} came back to "
+                f"the merchant and the buyer did not receive it.{then}"
+            )
         case RefundStatus.PROCESSING:
             return (
                 f"Refund of {amount} is processing at Antom. Do not refund again: "

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,6 +20,7 @@ from web.sim import db
 from web.sim.config import SimConfig
 from web.sim.faults import FaultRates
 from web.sim.gateway import (
+    ACQUIRER_NAME,
     REFUND_PROCESSING,
     REFUND_SUCCESS,
     Context,
@@ -364,101 +366,145 @@ def set_balance(conn: Connection, currency: str, balance_minor: int | None) -> l
     return list_balances(conn)
 
 
+# The settlement details report (docs.antom.com/ac/reconcile/settlement_details): a header
+# line of parameter names, one line per settled transaction, and ``<END>`` as the last
+# line. Amount units and signs are not documented: see ``settlement_csv``.
 SETTLEMENT_COLUMNS = (
-    "transactionType",
-    "transactionId",
-    "transactionRequestId",
-    "originalTransactionId",
-    "paymentId",
-    "paymentRequestId",
-    "referenceOrderId",
-    "paymentMethodType",
-    "currency",
-    "amountValue",
-    "transactionTime",
-    # Last, so the columns before it keep their positions for readers that count them.
+    "settlementBatchId",
+    "customerId",
+    "acquirer",
     "acquirerReferenceNo",
+    "transactionId",
+    "originalTransactionId",
+    "transactionRequestId",
+    "referenceTransactionId",
+    "paymentMethodType",
+    "transactionType",
+    "transactionTime",
+    "transactionAmountValue",
+    "transactionCurrency",
+    "settlementAmountValue",
+    "settlementCurrency",
+    "feeAmountValue",
+    "feeCurrency",
+    "settlementTime",
 )
+SETTLEMENT_END = "<END>"
+# What the simulator charges on a payment, in basis points (refunds and reversals: none).
+PAYMENT_FEE_BP = 300
 
 
-def settlement_csv(conn: Connection) -> str:
-    """One row per captured payment, succeeded refund and refund reversal, oldest first.
+def settlement_batch_id(at: float) -> str:
+    """One batch per UTC day of the transaction: ``SIM`` + ``YYYYMMDD`` + ``0001``."""
+    return batch_of_day(settlement_day(at))
 
-    ``amountValue`` is signed minor units from the merchant's side: payments and
-    reversals positive, refunds negative.
+
+def batch_of_day(day: str) -> str:
+    return f"SIM{day}0001"
+
+
+def settlement_day(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%Y%m%d")
+
+
+def settlement_filename(customer_id: str, day: str, batch_id: str) -> str:
+    """As Antom names settlement files: ``<MID>_settle_<YYYYMMDD>_<BatchID>.csv``
+    (docs.antom.com/ac/amsapi/settlement)."""
+    return f"{customer_id}_settle_{day}_{batch_id}.csv"
+
+
+def settlement_csv(conn: Connection, *, day: str | None = None) -> str:
+    """The settlement details report: every captured payment, succeeded refund and refund
+    reversal, oldest first, one batch per UTC day (``day``, ``YYYYMMDD``: that batch only).
+
+    Assumed, not documented: amounts are minor units of their currency, as in the API's
+    ``Amount.value``, signed from the merchant's side (payments and reversals positive,
+    refunds negative, fees negative); settlement amount = transaction amount + fee, in the
+    transaction's currency. A REFUND row's ``transactionId`` is the refundId and its
+    ``transactionRequestId`` the refundRequestId; a REFUND_REVERSAL's ``transactionId`` is
+    its own id (the refundId + ``R``) and its ``transactionRequestId`` the refund's
+    refundRequestId; both name the payment as ``originalTransactionId``.
     """
     rows: list[tuple[float, int, dict[str, object]]] = []
     payments = {p["payment_id"]: p for p in conn.execute(sa.select(db.payments)).mappings()}
+
+    def add(at: float, order: int, p: RowMapping, amount: int, fee: int, **cols: object) -> None:
+        rows.append(
+            (
+                at,
+                order,
+                {
+                    # The simulator settles each transaction the moment it happens.
+                    "settlementBatchId": settlement_batch_id(at),
+                    "customerId": p["client_id"],
+                    "acquirer": ACQUIRER_NAME,
+                    "paymentMethodType": p["method"],
+                    "transactionTime": iso(at),
+                    "transactionAmountValue": amount,
+                    "transactionCurrency": p["currency"],
+                    "settlementAmountValue": amount + fee,
+                    "settlementCurrency": p["currency"],
+                    "feeAmountValue": fee,
+                    "feeCurrency": p["currency"],
+                    "settlementTime": iso(at),
+                    "referenceTransactionId": "",
+                    **cols,
+                },
+            )
+        )
+
     for p in payments.values():
         if p["captured_minor"] <= 0 or p["status"] != "SUCCESS":
             continue
-        rows.append(
-            (
-                p["paid_at"] or p["created_at"],
-                0,
-                {
-                    "transactionType": "PAYMENT",
-                    "transactionId": p["payment_id"],
-                    "transactionRequestId": p["payment_request_id"],
-                    "originalTransactionId": "",
-                    "amountValue": p["captured_minor"],
-                    "transactionTime": iso(p["paid_at"] or p["created_at"]),
-                    "acquirerReferenceNo": "",  # the simulator keeps none for payments
-                    **_payment_cols(p),
-                },
-            )
+        captured = p["captured_minor"]
+        add(
+            p["paid_at"] or p["created_at"],
+            0,
+            p,
+            captured,
+            -(captured * PAYMENT_FEE_BP // 10_000),
+            transactionType="PAYMENT",
+            transactionId=p["payment_id"],
+            transactionRequestId=p["payment_request_id"],
+            originalTransactionId="",
+            acquirerReferenceNo="",  # the simulator keeps none for payments
         )
     for r in conn.execute(
         sa.select(db.refunds).where(db.refunds.c.status == REFUND_SUCCESS)
     ).mappings():
         p = payments[r["payment_id"]]
-        rows.append(
-            (
-                r["finished_at"],
-                1,
-                {
-                    "transactionType": "REFUND",
-                    "transactionId": r["refund_id"],
-                    "transactionRequestId": r["refund_request_id"],
-                    "originalTransactionId": r["payment_id"],
-                    "amountValue": -r["amount_minor"],
-                    "transactionTime": iso(r["finished_at"]),
-                    "acquirerReferenceNo": r["acquirer_reference_no"] or "",
-                    **_payment_cols(p),
-                },
-            )
+        reference = r["acquirer_reference_no"] or ""
+        add(
+            r["finished_at"],
+            1,
+            p,
+            -r["amount_minor"],
+            0,
+            transactionType="REFUND",
+            transactionId=r["refund_id"],
+            transactionRequestId=r["refund_request_id"],
+            originalTransactionId=r["payment_id"],
+            acquirerReferenceNo=reference,
         )
         if r["reversed_at"] is not None:
-            rows.append(
-                (
-                    r["reversed_at"],
-                    2,
-                    {
-                        "transactionType": "REFUND_REVERSAL",
-                        "transactionId": f"{r['refund_id']}R",
-                        "transactionRequestId": r["refund_request_id"],
-                        "originalTransactionId": r["refund_id"],
-                        "amountValue": r["amount_minor"],
-                        "transactionTime": iso(r["reversed_at"]),
-                        # The bounce comes back through the refund's acquirer transaction.
-                        "acquirerReferenceNo": r["acquirer_reference_no"] or "",
-                        **_payment_cols(p),
-                    },
-                )
+            add(
+                r["reversed_at"],
+                2,
+                p,
+                r["amount_minor"],
+                0,
+                transactionType="REFUND_REVERSAL",
+                transactionId=f"{r['refund_id']}R",
+                transactionRequestId=r["refund_request_id"],
+                originalTransactionId=r["payment_id"],
+                # The bounce comes back through the refund's acquirer transaction.
+                acquirerReferenceNo=reference,
             )
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=SETTLEMENT_COLUMNS, lineterminator="\n")
     writer.writeheader()
-    for _, _, row in sorted(rows, key=lambda item: (item[0], item[1])):
-        writer.writerow(row)
+    for at, _, row in sorted(rows, key=lambda item: (item[0], item[1])):
+        if day is None or settlement_day(at) == day:
+            writer.writerow(row)
+    out.write(SETTLEMENT_END + "\n")
     return out.getvalue()
-
-
-def _payment_cols(p: RowMapping) -> dict[str, object]:
-    return {
-        "paymentId": p["payment_id"],
-        "paymentRequestId": p["payment_request_id"],
-        "referenceOrderId": p["reference_order_id"] or "",
-        "paymentMethodType": p["method"],
-        "currency": p["currency"],
-    }

@@ -19,7 +19,7 @@ from litestar import Litestar, MediaType, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.enums import ScopeType
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Template
 from litestar.response.base import ASGIResponse
@@ -482,12 +482,21 @@ async def set_balance(
 
 
 @get("/sim/settlement.csv", media_type="text/csv; charset=utf-8")
-async def settlement(sim: NamedDependency[SimState]) -> Response[str]:
-    body = await sim.db.run(admin.settlement_csv)
+async def settlement(
+    sim: NamedDependency[SimState], day: FromQuery[str | None] = None
+) -> Response[str]:
+    """The settlement details report: every batch, or one day's (``?day=YYYYMMDD``), under
+    the file name Antom gives it."""
+    if day is not None and not (len(day) == 8 and day.isdigit()):
+        raise admin.AdminError("day must be YYYYMMDD")
+    body = await sim.db.run(lambda conn: admin.settlement_csv(conn, day=day))
+    when = day or datetime.now(UTC).strftime("%Y%m%d")
+    batch = admin.batch_of_day(when) if day else "ALL"
+    name = admin.settlement_filename(sim.config.client_id, when, batch)
     return Response(
         content=body,
         media_type="text/csv; charset=utf-8",
-        headers={"content-disposition": 'attachment; filename="settlement.csv"'},
+        headers={"content-disposition": f'attachment; filename="{name}"'},
     )
 
 

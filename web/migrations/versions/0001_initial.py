@@ -3,7 +3,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-01 19:17:49.090005
+Create Date: 2026-12-01 20:01:38.793794
 """
 
 from collections.abc import Sequence
@@ -346,6 +346,15 @@ def upgrade() -> None:
         sa.Column("lease_owner", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
         sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
         sa.Column("refunded_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("reversed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("reversed_minor", sa.BigInteger(), nullable=True),
+        sa.Column("reversal_released_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column(
+            "reversal_released_by",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            nullable=True,
+        ),
+        sa.Column("reversal_note", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.CheckConstraint("amount_minor > 0", name="ck_refunds_amount_positive"),
@@ -360,6 +369,10 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["payment_pk"],
             ["payments.id"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["reversal_released_by"],
+            ["users.id"],
         ),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("form_token"),
@@ -378,6 +391,32 @@ def upgrade() -> None:
     op.create_index(op.f("ix_refunds_status"), "refunds", ["status"], unique=False)
     op.create_index(
         "ix_refunds_status_next_check", "refunds", ["status", "next_check_at"], unique=False
+    )
+    op.create_table(
+        "settlement_imports",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("filename", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+        sa.Column(
+            "uploaded_by", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+        ),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("total_lines", sa.Integer(), nullable=False),
+        sa.Column("processed_lines", sa.Integer(), nullable=False),
+        sa.Column("new_count", sa.Integer(), nullable=False),
+        sa.Column("unchanged_count", sa.Integer(), nullable=False),
+        sa.Column("rejected_count", sa.Integer(), nullable=False),
+        sa.Column("reversed_count", sa.Integer(), nullable=False),
+        sa.Column("raised_count", sa.Integer(), nullable=False),
+        sa.Column("problems", sa.JSON(), nullable=False),
+        sa.Column("notes", sa.JSON(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["uploaded_by"],
+            ["users.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
     )
     op.create_table(
         "spending_limits",
@@ -568,6 +607,66 @@ def upgrade() -> None:
         op.f("ix_refund_events_refund_pk"), "refund_events", ["refund_pk"], unique=False
     )
     op.create_table(
+        "settlement_lines",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column(
+            "import_pk", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("line", sa.Integer(), nullable=False),
+        sa.Column(
+            "settlement_batch_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False
+        ),
+        sa.Column("transaction_type", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+        sa.Column("transaction_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column(
+            "transaction_request_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True
+        ),
+        sa.Column(
+            "original_transaction_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True
+        ),
+        sa.Column(
+            "acquirer_reference_no", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True
+        ),
+        sa.Column(
+            "payment_method_type", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True
+        ),
+        sa.Column("amount_minor", sa.BigInteger(), nullable=False),
+        sa.Column("currency", sqlmodel.sql.sqltypes.AutoString(length=3), nullable=False),
+        sa.Column("settlement_amount_minor", sa.BigInteger(), nullable=True),
+        sa.Column("settlement_currency", sqlmodel.sql.sqltypes.AutoString(length=3), nullable=True),
+        sa.Column("fee_minor", sa.BigInteger(), nullable=True),
+        sa.Column("fee_currency", sqlmodel.sql.sqltypes.AutoString(length=3), nullable=True),
+        sa.Column("transaction_time", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("refund_pk", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["import_pk"],
+            ["settlement_imports.id"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["refund_pk"],
+            ["refunds.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint(
+            "settlement_batch_id",
+            "transaction_type",
+            "transaction_id",
+            name="uq_settlement_lines_key",
+        ),
+    )
+    op.create_index(
+        op.f("ix_settlement_lines_import_pk"), "settlement_lines", ["import_pk"], unique=False
+    )
+    op.create_index(
+        op.f("ix_settlement_lines_original_transaction_id"),
+        "settlement_lines",
+        ["original_transaction_id"],
+        unique=False,
+    )
+    op.create_index(
+        op.f("ix_settlement_lines_refund_pk"), "settlement_lines", ["refund_pk"], unique=False
+    )
+    op.create_table(
         "alert_notes",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("alert_pk", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -593,6 +692,12 @@ def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
     op.drop_index("ix_alert_notes_alert_id", table_name="alert_notes")
     op.drop_table("alert_notes")
+    op.drop_index(op.f("ix_settlement_lines_refund_pk"), table_name="settlement_lines")
+    op.drop_index(
+        op.f("ix_settlement_lines_original_transaction_id"), table_name="settlement_lines"
+    )
+    op.drop_index(op.f("ix_settlement_lines_import_pk"), table_name="settlement_lines")
+    op.drop_table("settlement_lines")
     op.drop_index(op.f("ix_refund_events_refund_pk"), table_name="refund_events")
     op.drop_table("refund_events")
     op.drop_index(op.f("ix_orders_payment_pk"), table_name="orders")
@@ -617,6 +722,7 @@ def downgrade() -> None:
         sqlite_where=sa.text("role IS NOT NULL"),
     )
     op.drop_table("spending_limits")
+    op.drop_table("settlement_imports")
     op.drop_index("ix_refunds_status_next_check", table_name="refunds")
     op.drop_index(op.f("ix_refunds_status"), table_name="refunds")
     op.drop_index(op.f("ix_refunds_refund_request_id"), table_name="refunds")
