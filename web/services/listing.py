@@ -34,6 +34,7 @@ from web.models import (
     Payment,
     Refund,
     RefundEvent,
+    RefundReason,
     RefundStatus,
     User,
     search_document,
@@ -50,6 +51,12 @@ Direction = Literal["desc", "asc"]
 DateField = Literal["created", "paid"]
 
 PAYMENT_STATUSES = ("SUCCESS", "PROCESSING", "PENDING", "FAIL", "CANCELLED")
+# A refund Antom paid and then took back (the settlement file's REFUND_REVERSAL): the
+# settlement work gives refunds this status; the read side knows it by name only.
+REVERSED = "reversed"
+REFUND_STATUS_VALUES = (*(s.value for s in RefundStatus), REVERSED)
+# Refund "kind": all of the payment's captured amount at once, or a part of it.
+RefundKind = Literal["", "full", "partial"]
 
 T = TypeVar("T")
 M = TypeVar("M", Payment, Refund)
@@ -280,6 +287,8 @@ class Choices:
     methods: Sequence[str] = field(default_factory=list)
     currencies: Sequence[str] = field(default_factory=list)
     agents: Sequence[User] = field(default_factory=list)
+    # (code, label) pairs: every refund reason, retired ones too (old refunds keep them).
+    reasons: Sequence[tuple[str, str]] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- payments
@@ -472,6 +481,11 @@ class RefundFilters:
     payment: str = ""
     # "yes": only refunds made outside the desk; "no": only the desk's own.
     external: Literal["", "yes", "no"] = ""
+    reason: str = ""  # the reason's code
+    method: str = ""  # the payment's method
+    # "yes": refunds that needed a second person's approval; "no": those that did not.
+    approval: Literal["", "yes", "no"] = ""
+    kind: RefundKind = ""
     sort: SortKey = "time"
     direction: Direction = "desc"
     cursor: str = ""
@@ -488,6 +502,10 @@ class RefundFilters:
             or self.date_to
             or self.payment
             or self.external
+            or self.reason
+            or self.method
+            or self.approval
+            or self.kind
         )
 
     def query_params(self, **changes: Any) -> dict[str, str]:
@@ -500,6 +518,10 @@ class RefundFilters:
             "date_to": f.date_to.isoformat() if f.date_to else "",
             "payment": f.payment,
             "external": f.external,
+            "reason": f.reason,
+            "method": f.method,
+            "approval": f.approval,
+            "kind": f.kind,
             **_order_params(f.sort, f.direction, f.cursor),
         }
         return {k: v for k, v in params.items() if v}
@@ -510,6 +532,22 @@ class RefundRow:
     refund: Refund
     payment: Payment
     agent: User | None
+
+
+def _is_full_refund() -> ColumnElement[bool]:
+    """The refund is for all the payment captured (a correlated primary-key lookup)."""
+    captured = (
+        sa.select(col(Payment.captured_minor))
+        .where(col(Payment.id) == col(Refund.payment_pk))
+        .scalar_subquery()
+    )
+    return col(Refund.amount_minor) == captured
+
+
+def refund_where(f: RefundFilters) -> list[ColumnElement[bool]]:
+    """The WHERE clauses of ``f``: the one definition the list, its totals, the export
+    and the review page (web/services/review.py) all filter by."""
+    return _refund_where(f)
 
 
 def _refund_where(f: RefundFilters) -> list[ColumnElement[bool]]:
@@ -531,7 +569,48 @@ def _refund_where(f: RefundFilters) -> list[ColumnElement[bool]]:
         where.append(col(Refund.external).is_(True))
     elif f.external == "no":
         where.append(col(Refund.external).is_(False))
+    if f.reason:
+        where.append(col(Refund.reason) == f.reason)
+    if f.method:
+        by_method = sa.select(col(Payment.id)).where(col(Payment.method) == f.method)
+        where.append(col(Refund.payment_pk).in_(by_method))
+    if f.approval == "yes":
+        where.append(col(Refund.approval_reason).is_not(None))
+    elif f.approval == "no":
+        where.append(col(Refund.approval_reason).is_(None))
+    if f.kind == "full":
+        where.append(_is_full_refund())
+    elif f.kind == "partial":
+        where.append(~_is_full_refund())
     return where
+
+
+@dataclass(frozen=True, slots=True)
+class CurrencyTotal:
+    """Refunds in one currency: how many and how much (minor units of ``currency``)."""
+
+    currency: str
+    count: int
+    amount_minor: int
+
+
+async def refund_totals(session: AsyncSession, f: RefundFilters) -> list[CurrencyTotal]:
+    """Exact count and amount per currency of every refund matching ``f`` (never summed
+    across currencies), by currency code. One ``GROUP BY currency`` over the list's own
+    WHERE: the same index range the list's first page seeks (a date range on
+    ix_refunds_created_id, a status on ix_refunds_status_next_check), read once."""
+    stmt = (
+        select(
+            col(Refund.currency),
+            sa.func.count(),
+            sa.func.coalesce(sa.func.sum(col(Refund.amount_minor)), 0),
+        )
+        .where(*_refund_where(f))
+        .group_by(col(Refund.currency))
+        .order_by(col(Refund.currency))
+    )
+    rows = (await session.exec(stmt)).all()
+    return [CurrencyTotal(str(c), int(n), int(total)) for c, n, total in rows]
 
 
 async def _rows_by_id(session: AsyncSession, model: Any, ids: set[int]) -> dict[int, Any]:
@@ -557,12 +636,22 @@ async def list_refunds(
 
 
 async def refund_choices(session: AsyncSession, f: RefundFilters) -> Choices:
-    """Options for the refunds filter selects (staff accounts are few)."""
+    """Options for the refunds filter selects (staff accounts and reasons are few)."""
     agents = (await session.exec(select(User).order_by(col(User.name)))).all()
+    reasons = (
+        await session.exec(
+            select(RefundReason).order_by(col(RefundReason.position), col(RefundReason.code))
+        )
+    ).all()
+    known = [(r.code, r.label) for r in reasons]
+    if f.reason and f.reason not in {code for code, _ in known}:
+        known.append((f.reason, f.reason))
     return Choices(
-        statuses=[s.value for s in RefundStatus],
+        statuses=list(REFUND_STATUS_VALUES),
+        methods=_with(list(METHOD_PROFILES), f.method),
         currencies=_with(list(ANTOM_EXPONENTS), f.currency),
         agents=list(agents),
+        reasons=known,
     )
 
 
@@ -675,6 +764,10 @@ def refund_filters(
     date_to: str = "",
     payment: str = "",
     external: str = "",
+    reason: str = "",
+    method: str = "",
+    approval: str = "",
+    kind: str = "",
     sort: str = "",
     direction: str = "",
     cursor: str = "",
@@ -682,7 +775,11 @@ def refund_filters(
 ) -> RefundFilters:
     return RefundFilters(
         zone=valid_zone(zone) or "UTC",
-        status=_choice(status.strip().lower(), [s.value for s in RefundStatus], ""),
+        status=_choice(status.strip().lower(), REFUND_STATUS_VALUES, ""),
+        reason=reason.strip()[:64],
+        method=method.strip().upper()[:32],
+        approval=_choice(approval, ("yes", "no"), ""),  # type: ignore[arg-type]
+        kind=_choice(kind, ("full", "partial"), ""),  # type: ignore[arg-type]
         agent_id=int(agent) if agent.strip().isdigit() and len(agent.strip()) <= 18 else None,
         currency=currency.strip().upper()[:3],
         date_from=parse_day(date_from),
