@@ -17,7 +17,7 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Generic, Literal, TypeVar
@@ -238,6 +238,34 @@ async def time_page(
     return Page(rows, nxt, prev, total, capped)
 
 
+async def batches(
+    session: AsyncSession,
+    model: type[Payment] | type[Refund],
+    where: Sequence[ColumnElement[bool]],
+    columns: Sequence[Any],
+    size: int = 1000,
+    joins: Sequence[tuple[Any, ColumnElement[bool]]] = (),
+) -> AsyncIterator[list[Any]]:
+    """``columns`` of every ``model`` row matching ``where``, newest first, ``size`` rows
+    at a time: one keyset page after another on (created_at, id), so each query is an
+    index range read of ``size`` rows however far in (exports, web/services/exports.py).
+    Plain rows, not ORM objects: nothing accumulates in the session. ``columns`` must
+    include the model's ``created_at`` and ``id``."""
+    ordering = _ordering(model, "time")
+    cursor: Cursor | None = None
+    base: Any = sa.select(*columns).select_from(model)
+    for target, on in joins:
+        base = base.join(target, on)
+    base = base.where(*where)
+    while True:
+        rows, nxt, _prev = await _keyset_page(session, base, ordering, "desc", cursor, size)
+        if rows:
+            yield rows
+        if nxt is None:
+            return
+        cursor = Cursor.decode(nxt, ordering.name)
+
+
 def _ordering(model: type[Payment] | type[Refund], sort: SortKey) -> _Ordering:
     """Both lists sort by creation time or amount, the row id breaking ties."""
     if sort == "amount":
@@ -404,6 +432,11 @@ def match_spans(value: str | None, q: str) -> list[tuple[int, int]]:
 
 def _has_refund() -> ColumnElement[bool]:
     return sa.exists().where(col(Refund.payment_pk) == col(Payment.id))
+
+
+def payment_where(f: PaymentFilters) -> list[ColumnElement[bool]]:
+    """The WHERE clauses of ``f`` (the list and the export filter by these)."""
+    return _payment_where(f)
 
 
 def _payment_where(f: PaymentFilters) -> list[ColumnElement[bool]]:
