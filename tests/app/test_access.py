@@ -77,6 +77,12 @@ EXPECTED: dict[str, Permission] = {
     "admin:api_keys_create": P.MANAGE_API_KEYS,
     "admin:api_keys_revoke": P.MANAGE_API_KEYS,
     "admin:audit": P.VIEW_AUDIT,
+    "review:index": P.VIEW_REVIEW,
+    "approvals:queue": P.REQUEST_APPROVAL,
+    "approvals:count": P.APPROVE,
+    "approvals:approve": P.APPROVE,
+    "approvals:reject": P.APPROVE,
+    "approvals:edit": P.REQUEST_APPROVAL,
 }
 
 
@@ -126,7 +132,7 @@ def test_the_table_gives_each_role_what_it_should() -> None:
     agent, lead, admin = (ROLE_PERMISSIONS[r] for r in (Role.AGENT, Role.LEAD, Role.ADMIN))
     assert agent < lead < admin
     assert agent == {P.USE_DESK, P.VIEW_PAYMENTS, P.REFUND, P.REQUEST_APPROVAL}
-    assert {P.APPROVE, P.VIEW_ALERTS, P.EXPORT, P.RUN_BULK} <= lead
+    assert {P.APPROVE, P.VIEW_ALERTS, P.VIEW_REVIEW, P.EXPORT, P.RUN_BULK} <= lead
     assert not ({P.MANAGE_USERS, P.MANAGE_API_KEYS, P.VIEW_AUDIT} & lead)
     assert admin == set(Permission)
 
