@@ -67,6 +67,14 @@ def nice_max(value: int) -> int:
     return 10 * power
 
 
+def tick_values(top: int) -> list[int]:
+    """Whole, evenly spaced axis values from 0 to ``top`` (a ``nice_max``)."""
+    for parts in (5, 4, 2):
+        if top >= parts and top % parts == 0:
+            return list(range(0, top + 1, top // parts))
+    return [0, top]
+
+
 def columns(cols: Sequence[Column], *, every: int = 1) -> Chart:
     """Vertical (stacked) bars, one column per x position; every ``every``-th label shown."""
     inner_w = WIDTH - LEFT - RIGHT
@@ -87,7 +95,7 @@ def columns(cols: Sequence[Column], *, every: int = 1) -> Chart:
             rects.append(Rect(x, base, bar_w, h, series % SERIES, value, label, href))
         if i % every == 0:
             x_ticks.append(Tick(LEFT + i * slot + slot / 2, c.label))
-    y_ticks = [Tick(HEIGHT - BOTTOM - inner_h * k / 4, f"{top * k // 4:,}") for k in range(5)]
+    y_ticks = [Tick(HEIGHT - BOTTOM - inner_h * v / top, f"{v:,}") for v in tick_values(top)]
     return Chart(rects, x_ticks, y_ticks)
 
 
@@ -102,5 +110,5 @@ def bars(rows: Sequence[tuple[str, int, str]]) -> Chart:
         for i, (label, value, href) in enumerate(rows)
     ]
     y_ticks = [Tick(TOP + 26 * i + 17, label) for i, (label, _v, _h) in enumerate(rows)]
-    x_ticks = [Tick(left + inner_w * k / 4, f"{top * k // 4:,}") for k in range(5)]
+    x_ticks = [Tick(left + inner_w * v / top, f"{v:,}") for v in tick_values(top)]
     return Chart(rects, x_ticks, y_ticks, height=height, left=left, bottom=height - BOTTOM)
