@@ -428,7 +428,7 @@
     var field = document.getElementById(button.getAttribute("data-copy"));
     if (!field) return;
     var text = field.value !== undefined ? field.value : field.textContent;
-    function done() { button.textContent = "Copied"; showToast("Copied to the clipboard"); }
+    function done() { button.textContent = "Copied"; }
     function fallback() {
       field.focus();
       if (field.select) field.select();

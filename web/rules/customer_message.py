@@ -52,8 +52,8 @@ def customer_message(*, amount: str, status: str, method: str, reference: str | 
         check = " It needs a quick check by our team first." if status == "awaiting" else ""
         return (
             f"We have started a refund of {amount} to {t.destination}.{check} "
-            f"Once it is complete, refunds to {t.destination} usually arrive within "
-            f"{t.typical}. We will let you know if anything changes.{ref}"
+            f"Once it is complete, the money usually arrives within {t.typical}. "
+            f"We will let you know if anything changes.{ref}"
         )
     if status == "succeeded":
         return (
