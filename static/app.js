@@ -421,6 +421,24 @@
     field.focus();
   });
 
+  // A "Copy" button ([data-copy] naming a field): the field's text to the clipboard.
+  document.addEventListener("click", function (evt) {
+    var button = evt.target.closest ? evt.target.closest("[data-copy]") : null;
+    if (!button) return;
+    var field = document.getElementById(button.getAttribute("data-copy"));
+    if (!field) return;
+    var text = field.value !== undefined ? field.value : field.textContent;
+    function done() { button.textContent = "Copied"; }
+    function fallback() {
+      field.focus();
+      if (field.select) field.select();
+      if (document.execCommand && document.execCommand("copy")) done();
+      else showToast("Press Ctrl+C to copy the selected text");
+    }
+    if (navigator.clipboard && window.isSecureContext) navigator.clipboard.writeText(text).then(done, fallback);
+    else fallback();
+  });
+
   // ---------------------------------------------------------------- 5. the time zone
 
   function offerBrowserZone() {

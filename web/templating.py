@@ -17,8 +17,9 @@ from markupsafe import Markup, escape
 from web import timezones
 from web.antom.money import format_minor
 from web.live import refund_version
-from web.models import Payment
+from web.models import Payment, Refund
 from web.rules.access import Permission, can
+from web.rules.customer_message import customer_message
 from web.rules.failures import advice
 from web.rules.glance import Blocker, refund_blockers
 from web.services.listing import match_spans
@@ -123,6 +124,18 @@ def flashes(context: Mapping[str, Any]) -> list[dict[str, Any]]:
     return messages
 
 
+def message_for_customer(refund: Refund, payment: Payment) -> str:
+    """The ready-to-paste customer message for ``refund`` as it stands now
+    (web/rules/customer_message.py); the card's trace number (ARN) or Antom's refund id is
+    the reference."""
+    return customer_message(
+        amount=format_minor(refund.amount_minor, refund.currency),
+        status=str(refund.status),
+        method=payment.method,
+        reference=refund.acquirer_reference_no or refund.refund_id,
+    )
+
+
 def configure_jinja(engine: JinjaTemplateEngine) -> None:
     env: Environment = engine.engine
     env.undefined = StrictUndefined
@@ -138,6 +151,7 @@ def configure_jinja(engine: JinjaTemplateEngine) -> None:
     env.filters["local"] = local_time
     env.filters["day"] = local_day
     env.filters["watch_pair"] = watch_pair
+    env.globals["message_for_customer"] = message_for_customer
     env.globals["zone_label"] = zone_label
     env.globals["time_zones"] = timezones.zone_names
     env.globals["refund_sentence"] = status_message

@@ -46,6 +46,7 @@ EXPECTED: dict[str, Permission] = {
     "payments:live": P.VIEW_PAYMENTS,
     "payments:refund_validate": P.REFUND,
     "payments:refund_submit": P.REFUND,
+    "payments:export": P.EXPORT,
     "refunds:list": P.VIEW_PAYMENTS,
     "refunds:fresh": P.VIEW_PAYMENTS,
     "refunds:detail": P.VIEW_PAYMENTS,
@@ -55,6 +56,7 @@ EXPECTED: dict[str, Permission] = {
     "approvals:approve": P.APPROVE,
     "approvals:reject": P.APPROVE,
     "approvals:edit": P.REQUEST_APPROVAL,  # only the requester (checked on the object)
+    "refunds:export": P.EXPORT,
     "live:events": P.VIEW_PAYMENTS,
     "worklists:index": P.VIEW_ALERTS,
     "worklists:count": P.VIEW_ALERTS,
@@ -89,6 +91,7 @@ EXPECTED: dict[str, Permission] = {
     "admin:api_keys_create": P.MANAGE_API_KEYS,
     "admin:api_keys_revoke": P.MANAGE_API_KEYS,
     "admin:audit": P.VIEW_AUDIT,
+    "review:index": P.VIEW_REVIEW,
 }
 
 
@@ -157,7 +160,7 @@ def test_the_table_gives_each_role_what_it_should() -> None:
     agent, lead, admin = (ROLE_PERMISSIONS[r] for r in (Role.AGENT, Role.LEAD, Role.ADMIN))
     assert agent < lead < admin
     assert agent == {P.USE_DESK, P.VIEW_PAYMENTS, P.REFUND, P.REQUEST_APPROVAL}
-    assert {P.APPROVE, P.VIEW_ALERTS, P.EXPORT, P.RUN_BULK} <= lead
+    assert {P.APPROVE, P.VIEW_ALERTS, P.VIEW_REVIEW, P.EXPORT, P.RUN_BULK} <= lead
     assert not ({P.MANAGE_USERS, P.MANAGE_API_KEYS, P.VIEW_AUDIT} & lead)
     assert admin == set(Permission)
 

@@ -28,6 +28,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import quote
 
@@ -79,13 +80,14 @@ def fill_sql(payments: int, refunds: int) -> list[str]:
                   now()
            FROM generate_series(1::bigint, {payments}) g""",
         f"""INSERT INTO refunds (refund_request_id, payment_pk, refund_id, currency, amount_minor,
-               status, reason, agent_id, external, attempts, outcome_unknown,
-               unknown_inquiries, created_at, updated_at)
+               status, reason, reason_text, agent_id, external, revision, attempts,
+               outcome_unknown, unknown_inquiries, created_at, updated_at)
            SELECT 'rd_bench_' || g, p.id, 'REF' || g, p.currency, 1 + g % 50,
                   (ARRAY['succeeded','succeeded','succeeded','succeeded','succeeded',
                          'succeeded','succeeded','processing','failed','pending'])[1 + g % 10],
-                  'customer_request', CASE WHEN g % 25 = 0 THEN NULL ELSE 1 + g % 20 END,
-                  g % 25 = 0, 1, false, 0,
+                  'customer_request', 'Customer request',
+                  CASE WHEN g % 25 = 0 THEN NULL ELSE 1 + g % 20 END,
+                  g % 25 = 0, 0, 1, false, 0,
                   p.created_at + ((g % 600) * interval '1 minute'), now()
            FROM generate_series(1::bigint, {refunds}) g
            JOIN payments p ON p.id = 1 + (g * 7) % {payments}""",
@@ -98,6 +100,15 @@ class Scenario:
     name: str
     url: str
     sql: str
+    # The refunds list's exact totals per currency for the same filters (its aggregate).
+    totals_sql: str | None = None
+
+
+def totals_sql(where: str = "") -> str:
+    return (
+        "SELECT currency, count(*), coalesce(sum(amount_minor), 0) FROM refunds "
+        f"{where} GROUP BY currency ORDER BY currency"
+    )
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -173,6 +184,9 @@ async def run(args: argparse.Namespace) -> None:
             ref_key = Cursor.decode(ref_cursor, "time")
             assert pay_key and ref_key
         limit = PAGE_SIZE + 1
+        with psycopg.connect(db_conninfo, autocommit=True) as conn:
+            newest = conn.execute("SELECT max(created_at) FROM refunds").fetchone()[0]
+        last_week = (newest - timedelta(days=6)).date().isoformat()
         # The expression the trigram index is built on, as the list query writes it.
         document = search_document().compile(
             dialect=engine.dialect, compile_kwargs={"literal_binds": True}
@@ -218,12 +232,21 @@ async def run(args: argparse.Namespace) -> None:
                 "refunds, first page",
                 "/refunds",
                 f"SELECT * FROM refunds ORDER BY created_at DESC, id DESC LIMIT {limit}",
+                totals_sql(),
             ),
             Scenario(
                 "refunds, processing",
                 "/refunds?status=processing",
                 "SELECT * FROM refunds WHERE status = 'processing' "
                 f"ORDER BY created_at DESC, id DESC LIMIT {limit}",
+                totals_sql("WHERE status = 'processing'"),
+            ),
+            Scenario(
+                "refunds, last 7 days",
+                f"/refunds?date_from={last_week}",
+                f"SELECT * FROM refunds WHERE created_at >= '{last_week}' "
+                f"ORDER BY created_at DESC, id DESC LIMIT {limit}",
+                totals_sql(f"WHERE created_at >= '{last_week}'"),
             ),
             Scenario(
                 f"refunds, page {ref_page:,}",
@@ -286,6 +309,17 @@ async def run(args: argparse.Namespace) -> None:
                         f" {s50:>7.2f}ms {percentile(sql_ms, 0.95):>5.2f}ms"
                         f" {p50 / s50:>8.1f}x  {top}"
                     )
+                    if sc.totals_sql is not None:
+                        totals_ms = await timed(
+                            lambda q=sc.totals_sql: bare(q),
+                            args.runs,  # type: ignore[misc]
+                        )
+                        t50 = statistics.median(totals_ms)
+                        print(
+                            f"{'  its totals per currency':<28} {'':>9} {'':>7}"
+                            f" {t50:>7.2f}ms {percentile(totals_ms, 0.95):>5.2f}ms"
+                            f" {t50 / p50:>8.2f}x of the page"
+                        )
         await engine.dispose()
     finally:
         if not args.keep:

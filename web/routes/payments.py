@@ -24,7 +24,7 @@ from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, FromQuery, URLEncodedBody
 from litestar.plugins.flash import flash
-from litestar.response import Redirect, Template
+from litestar.response import Redirect, Stream, Template
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -38,7 +38,7 @@ from web.request_ids import request_id_of
 from web.rules.access import Permission
 from web.rules.glance import refund_blockers
 from web.rules.refunds import PaymentFacts, profile_for
-from web.services import freshness, listing, orders
+from web.services import exports, freshness, listing, orders
 from web.services.audit import Actor
 from web.services.imports import find_in_antom
 from web.services.refund_form import OpenForm, again_form, fresh_form, recheck
@@ -295,6 +295,49 @@ class PaymentController(Controller):
         return Redirect(
             request.app.route_reverse("payments:detail", payment_pk=found.payment.id),
             status_code=303,
+        )
+
+    @get(
+        "/export.csv",
+        name="payments:export",
+        guards=[requires(Permission.EXPORT)],
+        include_in_schema=False,
+    )
+    async def export(
+        self,
+        db_session: NamedDependency[AsyncSession],
+        engine: NamedDependency[AsyncEngine],
+        current_user: NamedDependency[User],
+        actor: NamedDependency[Actor],
+        q: FromQuery[str] = "",
+        status: FromQuery[str] = "",
+        method: FromQuery[str] = "",
+        currency: FromQuery[str] = "",
+        date_field: FromQuery[str] = "",
+        date_from: FromQuery[str] = "",
+        date_to: FromQuery[str] = "",
+        has_refunds: FromQuery[str] = "",
+    ) -> Stream:
+        """Every payment the list's filters match, as CSV, streamed (README, "Exports")."""
+        filters = listing.payment_filters(
+            q=q,
+            status=status,
+            method=method,
+            currency=currency,
+            date_field=date_field,
+            date_from=date_from,
+            date_to=date_to,
+            has_refunds=has_refunds,
+            zone=current_user.time_zone,
+        )
+        await exports.record_export(
+            db_session, actor, "payments", filters.query_params(), filters.zone
+        )
+        name = exports.export_name("payments", datetime.now(UTC))
+        return Stream(
+            exports.payment_rows(engine, filters),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
         )
 
     @get("/{payment_pk:int}", name="payments:detail")

@@ -13,16 +13,18 @@ from litestar import Controller, Request, get
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, FromQuery
-from litestar.response import Template
+from litestar.response import Stream, Template
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from web.auth import requires
 from web.htmx import page_or_fragment
 from web.live import refund_version
-from web.models import EventSource, User
+from web.models import EventSource, User, utcnow
 from web.routes.payments import ListLive, parse_ids
 from web.rules.access import Permission
-from web.services import approvals, freshness, listing
+from web.services import approvals, exports, freshness, listing
+from web.services.audit import Actor
 from web.services.reasons import catalogue
 
 SOURCE_LABELS: dict[str, str] = {
@@ -52,6 +54,10 @@ class RefundController(Controller):
         date_to: FromQuery[str] = "",
         payment: FromQuery[str] = "",
         external: FromQuery[str] = "",
+        reason: FromQuery[str] = "",
+        method: FromQuery[str] = "",
+        approval: FromQuery[str] = "",
+        kind: FromQuery[str] = "",
         sort: FromQuery[str] = "",
         direction: FromQuery[str] = "",
         cursor: FromQuery[str] = "",
@@ -64,6 +70,10 @@ class RefundController(Controller):
             date_to=date_to,
             payment=payment,
             external=external,
+            reason=reason,
+            method=method,
+            approval=approval,
+            kind=kind,
             sort=sort,
             direction=direction,
             cursor=cursor,
@@ -77,6 +87,7 @@ class RefundController(Controller):
         )
         context = {
             "page": page,
+            "totals": await listing.refund_totals(db_session, filters),
             "filters": filters,
             "choices": await listing.refund_choices(db_session, filters),
             "live": live,
@@ -98,6 +109,10 @@ class RefundController(Controller):
         date_to: FromQuery[str] = "",
         payment: FromQuery[str] = "",
         external: FromQuery[str] = "",
+        reason: FromQuery[str] = "",
+        method: FromQuery[str] = "",
+        approval: FromQuery[str] = "",
+        kind: FromQuery[str] = "",
         sort: FromQuery[str] = "",
         direction: FromQuery[str] = "",
         since: FromQuery[int] = 0,
@@ -113,6 +128,10 @@ class RefundController(Controller):
             date_to=date_to,
             payment=payment,
             external=external,
+            reason=reason,
+            method=method,
+            approval=approval,
+            kind=kind,
             sort=sort,
             direction=direction,
             zone=current_user.time_zone,
@@ -132,6 +151,55 @@ class RefundController(Controller):
                 "live": live,
                 "oob": True,
             },
+        )
+
+    @get(
+        "/export.csv",
+        name="refunds:export",
+        guards=[requires(Permission.EXPORT)],
+        include_in_schema=False,
+    )
+    async def export(
+        self,
+        db_session: NamedDependency[AsyncSession],
+        engine: NamedDependency[AsyncEngine],
+        current_user: NamedDependency[User],
+        actor: NamedDependency[Actor],
+        status: FromQuery[str] = "",
+        agent: FromQuery[str] = "",
+        currency: FromQuery[str] = "",
+        date_from: FromQuery[str] = "",
+        date_to: FromQuery[str] = "",
+        payment: FromQuery[str] = "",
+        external: FromQuery[str] = "",
+        reason: FromQuery[str] = "",
+        method: FromQuery[str] = "",
+        approval: FromQuery[str] = "",
+        kind: FromQuery[str] = "",
+    ) -> Stream:
+        """Every refund the list's filters match, as CSV, streamed (README, "Exports")."""
+        filters = listing.refund_filters(
+            status=status,
+            agent=agent,
+            currency=currency,
+            date_from=date_from,
+            date_to=date_to,
+            payment=payment,
+            external=external,
+            reason=reason,
+            method=method,
+            approval=approval,
+            kind=kind,
+            zone=current_user.time_zone,
+        )
+        await exports.record_export(
+            db_session, actor, "refunds", filters.query_params(), filters.zone
+        )
+        name = exports.export_name("refunds", utcnow())
+        return Stream(
+            exports.refund_rows(engine, filters),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
         )
 
     @get("/{refund_pk:int}", name="refunds:detail")

@@ -23,6 +23,7 @@ class Permission(StrEnum):
     REQUEST_APPROVAL = "request_approval"  # ask for a refund over one's limits
     APPROVE = "approve"  # approve or reject someone else's request
     VIEW_ALERTS = "view_alerts"  # the leads' worklists
+    VIEW_REVIEW = "view_review"  # the team-lead review: totals, timings, agents, outliers
     MANAGE_REASONS = "manage_reasons"
     MANAGE_LIMITS = "manage_limits"
     MANAGE_USERS = "manage_users"
@@ -56,6 +57,7 @@ DESCRIPTIONS: dict[Permission, str] = {
     Permission.REQUEST_APPROVAL: "Ask for a refund over one's limits, for someone to approve",
     Permission.APPROVE: "Approve or reject someone else's refund request (never one's own)",
     Permission.VIEW_ALERTS: "Work the worklists: assign, comment on, close and reopen items",
+    Permission.VIEW_REVIEW: "See the review page: refund totals, timings, agents and outliers",
     Permission.MANAGE_REASONS: "Add and edit refund reasons and what each one requires",
     Permission.MANAGE_LIMITS: "Set spending limits per role and per person",
     Permission.MANAGE_USERS: "Invite people, change roles, disable, enable, reset passwords",
@@ -91,6 +93,7 @@ _LEAD = _AGENT | {
     Permission.REFUND_WITHOUT_LIMIT,
     Permission.APPROVE,
     Permission.VIEW_ALERTS,
+    Permission.VIEW_REVIEW,
     Permission.EXPORT,
     Permission.IMPORT_ORDERS,
     Permission.IMPORT_SETTLEMENT,

@@ -17,7 +17,7 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Generic, Literal, TypeVar
@@ -34,6 +34,7 @@ from web.models import (
     Payment,
     Refund,
     RefundEvent,
+    RefundReason,
     RefundStatus,
     User,
     search_document,
@@ -50,6 +51,12 @@ Direction = Literal["desc", "asc"]
 DateField = Literal["created", "paid"]
 
 PAYMENT_STATUSES = ("SUCCESS", "PROCESSING", "PENDING", "FAIL", "CANCELLED")
+# A refund Antom paid and then took back (the settlement file's REFUND_REVERSAL): the
+# settlement work gives refunds this status; the read side knows it by name only.
+REVERSED = "reversed"
+REFUND_STATUS_VALUES = (*(s.value for s in RefundStatus), REVERSED)
+# Refund "kind": all of the payment's captured amount at once, or a part of it.
+RefundKind = Literal["", "full", "partial"]
 
 T = TypeVar("T")
 M = TypeVar("M", Payment, Refund)
@@ -231,6 +238,34 @@ async def time_page(
     return Page(rows, nxt, prev, total, capped)
 
 
+async def batches(
+    session: AsyncSession,
+    model: type[Payment] | type[Refund],
+    where: Sequence[ColumnElement[bool]],
+    columns: Sequence[Any],
+    size: int = 1000,
+    joins: Sequence[tuple[Any, ColumnElement[bool]]] = (),
+) -> AsyncIterator[list[Any]]:
+    """``columns`` of every ``model`` row matching ``where``, newest first, ``size`` rows
+    at a time: one keyset page after another on (created_at, id), so each query is an
+    index range read of ``size`` rows however far in (exports, web/services/exports.py).
+    Plain rows, not ORM objects: nothing accumulates in the session. ``columns`` must
+    include the model's ``created_at`` and ``id``."""
+    ordering = _ordering(model, "time")
+    cursor: Cursor | None = None
+    base: Any = sa.select(*columns).select_from(model)
+    for target, on in joins:
+        base = base.join(target, on)
+    base = base.where(*where)
+    while True:
+        rows, nxt, _prev = await _keyset_page(session, base, ordering, "desc", cursor, size)
+        if rows:
+            yield rows
+        if nxt is None:
+            return
+        cursor = Cursor.decode(nxt, ordering.name)
+
+
 def _ordering(model: type[Payment] | type[Refund], sort: SortKey) -> _Ordering:
     """Both lists sort by creation time or amount, the row id breaking ties."""
     if sort == "amount":
@@ -280,6 +315,8 @@ class Choices:
     methods: Sequence[str] = field(default_factory=list)
     currencies: Sequence[str] = field(default_factory=list)
     agents: Sequence[User] = field(default_factory=list)
+    # (code, label) pairs: every refund reason, retired ones too (old refunds keep them).
+    reasons: Sequence[tuple[str, str]] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- payments
@@ -397,6 +434,11 @@ def _has_refund() -> ColumnElement[bool]:
     return sa.exists().where(col(Refund.payment_pk) == col(Payment.id))
 
 
+def payment_where(f: PaymentFilters) -> list[ColumnElement[bool]]:
+    """The WHERE clauses of ``f`` (the list and the export filter by these)."""
+    return _payment_where(f)
+
+
 def _payment_where(f: PaymentFilters) -> list[ColumnElement[bool]]:
     where: list[ColumnElement[bool]] = []
     if (search := payment_search_clause(f.q)) is not None:
@@ -472,6 +514,11 @@ class RefundFilters:
     payment: str = ""
     # "yes": only refunds made outside the desk; "no": only the desk's own.
     external: Literal["", "yes", "no"] = ""
+    reason: str = ""  # the reason's code
+    method: str = ""  # the payment's method
+    # "yes": refunds that needed a second person's approval; "no": those that did not.
+    approval: Literal["", "yes", "no"] = ""
+    kind: RefundKind = ""
     sort: SortKey = "time"
     direction: Direction = "desc"
     cursor: str = ""
@@ -488,6 +535,10 @@ class RefundFilters:
             or self.date_to
             or self.payment
             or self.external
+            or self.reason
+            or self.method
+            or self.approval
+            or self.kind
         )
 
     def query_params(self, **changes: Any) -> dict[str, str]:
@@ -500,6 +551,10 @@ class RefundFilters:
             "date_to": f.date_to.isoformat() if f.date_to else "",
             "payment": f.payment,
             "external": f.external,
+            "reason": f.reason,
+            "method": f.method,
+            "approval": f.approval,
+            "kind": f.kind,
             **_order_params(f.sort, f.direction, f.cursor),
         }
         return {k: v for k, v in params.items() if v}
@@ -510,6 +565,22 @@ class RefundRow:
     refund: Refund
     payment: Payment
     agent: User | None
+
+
+def _is_full_refund() -> ColumnElement[bool]:
+    """The refund is for all the payment captured (a correlated primary-key lookup)."""
+    captured = (
+        sa.select(col(Payment.captured_minor))
+        .where(col(Payment.id) == col(Refund.payment_pk))
+        .scalar_subquery()
+    )
+    return col(Refund.amount_minor) == captured
+
+
+def refund_where(f: RefundFilters) -> list[ColumnElement[bool]]:
+    """The WHERE clauses of ``f``: the one definition the list, its totals, the export
+    and the review page (web/services/review.py) all filter by."""
+    return _refund_where(f)
 
 
 def _refund_where(f: RefundFilters) -> list[ColumnElement[bool]]:
@@ -531,7 +602,48 @@ def _refund_where(f: RefundFilters) -> list[ColumnElement[bool]]:
         where.append(col(Refund.external).is_(True))
     elif f.external == "no":
         where.append(col(Refund.external).is_(False))
+    if f.reason:
+        where.append(col(Refund.reason) == f.reason)
+    if f.method:
+        by_method = sa.select(col(Payment.id)).where(col(Payment.method) == f.method)
+        where.append(col(Refund.payment_pk).in_(by_method))
+    if f.approval == "yes":
+        where.append(col(Refund.approval_reason).is_not(None))
+    elif f.approval == "no":
+        where.append(col(Refund.approval_reason).is_(None))
+    if f.kind == "full":
+        where.append(_is_full_refund())
+    elif f.kind == "partial":
+        where.append(~_is_full_refund())
     return where
+
+
+@dataclass(frozen=True, slots=True)
+class CurrencyTotal:
+    """Refunds in one currency: how many and how much (minor units of ``currency``)."""
+
+    currency: str
+    count: int
+    amount_minor: int
+
+
+async def refund_totals(session: AsyncSession, f: RefundFilters) -> list[CurrencyTotal]:
+    """Exact count and amount per currency of every refund matching ``f`` (never summed
+    across currencies), by currency code. One ``GROUP BY currency`` over the list's own
+    WHERE: the same index range the list's first page seeks (a date range on
+    ix_refunds_created_id, a status on ix_refunds_status_next_check), read once."""
+    stmt = (
+        select(
+            col(Refund.currency),
+            sa.func.count(),
+            sa.func.coalesce(sa.func.sum(col(Refund.amount_minor)), 0),
+        )
+        .where(*_refund_where(f))
+        .group_by(col(Refund.currency))
+        .order_by(col(Refund.currency))
+    )
+    rows = (await session.exec(stmt)).all()
+    return [CurrencyTotal(str(c), int(n), int(total)) for c, n, total in rows]
 
 
 async def _rows_by_id(session: AsyncSession, model: Any, ids: set[int]) -> dict[int, Any]:
@@ -557,12 +669,22 @@ async def list_refunds(
 
 
 async def refund_choices(session: AsyncSession, f: RefundFilters) -> Choices:
-    """Options for the refunds filter selects (staff accounts are few)."""
+    """Options for the refunds filter selects (staff accounts and reasons are few)."""
     agents = (await session.exec(select(User).order_by(col(User.name)))).all()
+    reasons = (
+        await session.exec(
+            select(RefundReason).order_by(col(RefundReason.position), col(RefundReason.code))
+        )
+    ).all()
+    known = [(r.code, r.label) for r in reasons]
+    if f.reason and f.reason not in {code for code, _ in known}:
+        known.append((f.reason, f.reason))
     return Choices(
-        statuses=[s.value for s in RefundStatus],
+        statuses=list(REFUND_STATUS_VALUES),
+        methods=_with(list(METHOD_PROFILES), f.method),
         currencies=_with(list(ANTOM_EXPONENTS), f.currency),
         agents=list(agents),
+        reasons=known,
     )
 
 
@@ -675,6 +797,10 @@ def refund_filters(
     date_to: str = "",
     payment: str = "",
     external: str = "",
+    reason: str = "",
+    method: str = "",
+    approval: str = "",
+    kind: str = "",
     sort: str = "",
     direction: str = "",
     cursor: str = "",
@@ -682,7 +808,11 @@ def refund_filters(
 ) -> RefundFilters:
     return RefundFilters(
         zone=valid_zone(zone) or "UTC",
-        status=_choice(status.strip().lower(), [s.value for s in RefundStatus], ""),
+        status=_choice(status.strip().lower(), REFUND_STATUS_VALUES, ""),
+        reason=reason.strip()[:64],
+        method=method.strip().upper()[:32],
+        approval=_choice(approval, ("yes", "no"), ""),  # type: ignore[arg-type]
+        kind=_choice(kind, ("full", "partial"), ""),  # type: ignore[arg-type]
         agent_id=int(agent) if agent.strip().isdigit() and len(agent.strip()) <= 18 else None,
         currency=currency.strip().upper()[:3],
         date_from=parse_day(date_from),
