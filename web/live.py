@@ -231,35 +231,6 @@ async def snapshot(
     return [RefundState.of(r) for r in refunds], [PaymentState.of(p) for p in payments]
 
 
-def snapshot_in(
-    session: Session, refund_pks: Iterable[int], payment_pks: Iterable[int]
-) -> tuple[list[RefundState], list[PaymentState]]:
-    """``snapshot`` inside a (sync) session's own transaction, from plain columns: no
-    ORM objects, so the session's identity map neither answers nor changes."""
-    refund_ids = sorted(set(refund_pks))
-    refunds = [
-        RefundState(row[0] or 0, row[1], str(row[2]), row[3], row[4])
-        for row in session.execute(
-            sa.select(
-                col(Refund.id), col(Refund.payment_pk), col(Refund.status),
-                col(Refund.currency), col(Refund.amount_minor),
-            ).where(col(Refund.id).in_(refund_ids))
-        ).all()
-    ] if refund_ids else []  # fmt: skip
-    payment_ids = sorted(set(payment_pks) | {r.payment for r in refunds})
-    payments = [
-        PaymentState(row[0] or 0, *row[1:])
-        for row in session.execute(
-            sa.select(
-                col(Payment.id), col(Payment.currency), col(Payment.captured_minor),
-                col(Payment.refunded_minor), col(Payment.reserved_minor),
-                col(Payment.dispute_open), col(Payment.status), col(Payment.refund_count),
-            ).where(col(Payment.id).in_(payment_ids))
-        ).all()
-    ] if payment_ids else []  # fmt: skip
-    return refunds, payments
-
-
 @dataclass(frozen=True, slots=True)
 class Change:
     """What one commit changed, as a stream receives it."""
@@ -520,7 +491,6 @@ async def publish_changes(
 _PUBLISHERS: dict[asyncio.AbstractEventLoop, tuple[Publish, AsyncEngine]] = {}
 _PENDING: set[asyncio.Task[None]] = set()
 _KEY = "live_changes"
-_MESSAGES = "live_messages"
 
 
 @dataclass(slots=True)
@@ -545,79 +515,39 @@ def _collect(session: Session, _flush_context: Any) -> None:
             touched.alerts = True
 
 
-def _registered_loop() -> asyncio.AbstractEventLoop | None:
+def _announce(session: Session) -> None:
+    touched: _Touched | None = session.info.pop(_KEY, None)
+    if touched is None or not (touched.refunds or touched.payments or touched.alerts):
+        return
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
-        return None  # a sync session outside any loop (CLI, migrations): nobody to tell
-    return loop if loop in _PUBLISHERS else None
-
-
-def _read_before_commit(session: Session) -> None:
-    """Read what the pages will be told inside the committing transaction: its own
-    writes are exactly what commits (rows it changed are locked until then), and no
-    second session (a pool checkout, BEGIN, two SELECTs, ROLLBACK) is needed after the
-    commit. Should the read fail, ``_announce`` reads after the commit as before."""
-    touched: _Touched | None = session.info.get(_KEY)
-    if touched is None or not (touched.refunds or touched.payments or touched.alerts):
+        return  # a sync session outside any loop (CLI, migrations): nobody to tell
+    registered = _PUBLISHERS.get(loop)
+    if registered is None:
         return
-    if _registered_loop() is None:
-        return
-    try:
-        refunds, payments = snapshot_in(session, touched.refunds, touched.payments)
-    except Exception:
-        log.exception("live update: reading before commit failed; reading after it")
-        return
-    session.info[_MESSAGES] = encode(refunds, payments, alerts=touched.alerts)
-
-
-def _announce(session: Session) -> None:
-    touched: _Touched | None = session.info.pop(_KEY, None)
-    messages: list[bytes] | None = session.info.pop(_MESSAGES, None)
-    if touched is None or not (touched.refunds or touched.payments or touched.alerts):
-        return
-    loop = _registered_loop()
-    if loop is None:
-        return
-    publish, engine = _PUBLISHERS[loop]
-    if messages is not None:
-        work = publish_messages(publish, messages, touched)
-    else:
-        work = publish_changes(
+    publish, engine = registered
+    task = loop.create_task(
+        publish_changes(
             publish,
             engine,
             sorted(touched.refunds),
             sorted(touched.payments),
             alerts=touched.alerts,
         )
-    task = loop.create_task(work)
+    )
     _PENDING.add(task)
     task.add_done_callback(_PENDING.discard)
 
 
-async def publish_messages(publish: Publish, messages: list[bytes], touched: _Touched) -> None:
-    """Publish messages read before the commit. Never raises: SSE is only a hint."""
-    try:
-        for message in messages:
-            await publish(message)
-    except Exception:
-        log.exception(
-            "live update not published refunds=%s payments=%s",
-            sorted(touched.refunds),
-            sorted(touched.payments),
-        )
-
-
 def _forget(session: Session) -> None:
     session.info.pop(_KEY, None)
-    session.info.pop(_MESSAGES, None)
 
 
 def announce_commits(publish: Publish, engine: AsyncEngine) -> Callable[[], None]:
     """Publish what each commit on this event loop changed; returns the undo."""
     if not sa.event.contains(Session, "after_flush", _collect):
         sa.event.listen(Session, "after_flush", _collect)
-        sa.event.listen(Session, "before_commit", _read_before_commit)
         sa.event.listen(Session, "after_commit", _announce)
         sa.event.listen(Session, "after_soft_rollback", lambda s, _t: _forget(s))
     loop = asyncio.get_running_loop()

@@ -91,10 +91,9 @@ def to_decimal(minor: int, currency: str) -> Decimal:
 def format_minor(minor: int, currency: str, locale: str = "en_US") -> str:
     """``format_minor(120000, "JPY") == "¥120,000"``; locale-aware via Babel."""
     parsed, pattern = _money_pattern(currency, locale)
-    text: str = pattern.apply(
+    return pattern.apply(
         to_decimal(minor, currency), parsed, currency=currency, currency_digits=False
     )
-    return text
 
 
 @lru_cache(maxsize=512)
