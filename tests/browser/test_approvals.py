@@ -95,7 +95,7 @@ async def test_a_lead_approves_in_another_browser_and_the_agent_sees_it_live(
     await queue.goto(f"{live_server}/approvals")
     await expect(queue.locator("#approvals-count")).to_contain_text("1")
     await screenshot(queue, "approval-2-lead-queue")
-    await human_click(queue, queue.get_by_role("link", name="Review"))
+    await human_click(queue, queue.locator("#approvals-table").get_by_role("link", name="Review"))
     await expect(queue).to_have_url(re.compile(rf"/refunds/{refund.id}$"))
     await queue.get_by_label("Comment").fill("Loyal customer")
     await screenshot(queue, "approval-3-lead-review")

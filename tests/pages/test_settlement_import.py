@@ -108,7 +108,10 @@ async def test_a_lead_imports_a_reversal_and_makes_the_amount_refundable_again(
     )
     report = await finished(lead, await upload(lead, text))
     assert 'data-status="done"' in report
-    assert "1 new rows, 0 already imported, 1 rejected; 1 refund reversed, 1 alert raised" in report
+    assert (
+        "1 new rows, 0 already imported, 1 rejected; 1 refund reversed, 1 worklist item raised"
+        in report
+    )
     assert "“12.00” is not a whole number of minor units" in report
 
     page = " ".join((await lead.get(f"/payments/{payment.id}")).text.split())

@@ -46,9 +46,9 @@ async def test_worklist_membership_each_queue_lists_exactly_its_items(
     desk: Desk, signed_in: SignIn
 ) -> None:
     lead, _ = await signed_in(role="lead")
-    # One open item of every kind, a kind added elsewhere (reversals) and one no table
-    # names yet, a closed item, and a refund waiting for approval.
-    kinds: list[str] = [k.value for k in AlertKind] + ["reversed", "settlement_mismatch"]
+    # One open item of every kind the desk raises and one no table names yet (it lands
+    # in Discrepancies), a closed item, and a refund waiting for approval.
+    kinds: list[str] = [k.value for k in AlertKind] + ["settlement_mismatch"]
     async with desk.session() as s:
         payment = await add_payment(s, created_at=START)
         refund = await add_refund(s, payment, status=RefundStatus.FAILED)

@@ -104,6 +104,7 @@ QUEUE_OF_KIND: dict[str, Queue] = {
     "mismatch": Queue.DISCREPANCY,
     "contradiction": Queue.DISCREPANCY,
     "unapplied_notification": Queue.DISCREPANCY,
+    "reconcile": Queue.DISCREPANCY,  # the settlement report and the desk disagree
 }
 # Where a kind missing from the table lands.
 FALLBACK_QUEUE = Queue.DISCREPANCY
