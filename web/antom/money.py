@@ -91,9 +91,10 @@ def to_decimal(minor: int, currency: str) -> Decimal:
 def format_minor(minor: int, currency: str, locale: str = "en_US") -> str:
     """``format_minor(120000, "JPY") == "¥120,000"``; locale-aware via Babel."""
     parsed, pattern = _money_pattern(currency, locale)
-    return pattern.apply(
+    text: str = pattern.apply(
         to_decimal(minor, currency), parsed, currency=currency, currency_digits=False
     )
+    return text
 
 
 @lru_cache(maxsize=512)
