@@ -762,4 +762,3 @@ class BulkRow(SQLModel, table=True):
     )
     # Refused when its turn came (the payment changed since the preview), never sent.
     run_problem: str | None = Field(default=None, max_length=500)
-    done_at: datetime | None = ts(default=None)

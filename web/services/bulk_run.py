@@ -316,14 +316,15 @@ class BulkRunner:
             return [pk for pk in (await own.exec(query)).all() if pk is not None]
 
     async def _unfinished(self, batch_pk: int) -> list[tuple[int, int]]:
+        """Rows whose refund was written ahead and never answered (a driver died)."""
         async with AsyncSession(self.engine) as session:
             rows = (
                 await session.exec(
                     select(BulkRow.id, BulkRow.refund_pk)
+                    .join(Refund, col(Refund.id) == col(BulkRow.refund_pk))
                     .where(
                         col(BulkRow.batch_pk) == batch_pk,
-                        col(BulkRow.refund_pk).is_not(None),
-                        col(BulkRow.done_at).is_(None),
+                        col(Refund.status) == RefundStatus.PENDING,
                     )
                     .order_by(col(BulkRow.id))
                 )
@@ -350,7 +351,6 @@ class BulkRunner:
         stats.written += 1
         fault_point("bulk_after_write_ahead")
         await self._send(refund, payment, cause, stats, stop, paced=True)
-        await self._done(row_pk, refund)
 
     async def _write_ahead(
         self, batch: BulkBatch, row_pk: int, stop: asyncio.Event
@@ -379,7 +379,6 @@ class BulkRunner:
                 if violations:
                     message = "; ".join(v.message for v in violations)
                     row.run_problem = f"Refused when its turn came: {message}"[:500]
-                    row.done_at = now
                     await session.commit()
                     return message
                 amount = format_minor(row.amount_minor, payment.currency)
@@ -435,7 +434,6 @@ class BulkRunner:
             row = await session.get(BulkRow, row_pk)
             if row is not None and row.refund_pk is None:
                 row.run_problem = "Refused when its turn came: the payment kept changing"
-                row.done_at = utcnow()
         return "the payment kept changing"
 
     async def _resume(
@@ -458,7 +456,6 @@ class BulkRunner:
                 return  # someone else has it (the poller): it is sent with the same id
             stats.resent += 1
             await self._send(ledger.typed(refund), payment, cause, stats, stop, paced=True)
-        await self._done(row_pk, refund)
 
     async def _claim_refund(self, refund_pk: int, stop: asyncio.Event) -> bool:
         """Lease a PENDING refund, waiting out a dead driver's lease (at most lease_s)."""
@@ -518,12 +515,15 @@ class BulkRunner:
             refund = sent.refund
             if sent.verdict is None:
                 return  # skipped (lease lost) or not recorded: the poller settles it
+            if not (sent.verdict.retry or sent.verdict.settles):
+                await self._let_go_refund(refund_pk)  # still processing: the poller's now
             if sent.result is not None and sent.result.rate_limited:
                 stats.rate_limited += 1
                 self.limiter.limited(retry_after(sent.result.exchange.response_headers))
                 rate_limited += 1
                 if rate_limited <= RATE_LIMIT_RETRIES and not stop.is_set():
                     continue
+                await self._let_go_refund(refund_pk)
                 return
             if sent.result is not None and sent.result.result_status is not None:
                 self.limiter.succeeded()
@@ -531,15 +531,14 @@ class BulkRunner:
                 await asyncio.sleep(UNKNOWN_RETRY_DELAYS_S[unknown])
                 unknown += 1
                 continue
+            if sent.verdict.retry:
+                await self._let_go_refund(refund_pk)
             return
 
-    async def _done(self, row_pk: int, refund: Refund) -> None:
-        assert refund.id is not None
+    async def _let_go_refund(self, refund_pk: int) -> None:
+        """Hand an unsettled refund to the poller (a settled one's lease is already gone)."""
         async with session_scope(self.engine) as session:
-            await self.refunds.release(session, refund.id, None)
-            row = await session.get(BulkRow, row_pk)
-            if row is not None:
-                row.done_at = utcnow()
+            await self.refunds.release(session, refund_pk, None)
 
     # ------------------------------------------------------------ helpers
 

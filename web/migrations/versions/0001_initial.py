@@ -3,7 +3,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-01 19:19:15.250687
+Create Date: 2026-12-01 19:37:30.492183
 """
 
 from collections.abc import Sequence
@@ -551,7 +551,6 @@ def upgrade() -> None:
         sa.Column("excluded", sa.Boolean(), nullable=False),
         sa.Column("refund_pk", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column("run_problem", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=True),
-        sa.Column("done_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["batch_pk"],
             ["bulk_batches.id"],
