@@ -35,6 +35,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -463,7 +464,10 @@ async def _evaluate(
                 v.message for v in rules.check_refund(facts, payment.currency, amount, now)
             ]
         if payment.id in first_line:
-            attention.append(f"Line {first_line[payment.id]} refunds this payment too")
+            duplicate = f"Line {first_line[payment.id]} refunds this payment too"
+            attention.append(duplicate)
+            if problems:
+                problems.insert(0, duplicate)
         if payment.id in recent:
             attention.append(f"Refunded on {recent[payment.id]:%Y-%m-%d} already")
         row.amount_minor = amount
@@ -531,11 +535,16 @@ def totals_of(rows: Iterable[BulkRow]) -> list[Total]:
     return [Total(c, t["rows"], t["amount_minor"]) for c, t in _totals(rows).items()]
 
 
+def typed(batch: BulkBatch) -> BulkBatch:
+    """The status as the BulkStatus its annotation promises (the column holds a string),
+    without marking the row changed."""
+    set_committed_value(batch, "status", BulkStatus(batch.status))
+    return batch
+
+
 async def get_batch(session: AsyncSession, batch_pk: int) -> BulkBatch | None:
     batch = await session.get(BulkBatch, batch_pk, populate_existing=True)
-    if batch is not None:
-        batch.status = BulkStatus(batch.status)
-    return batch
+    return typed(batch) if batch is not None else None
 
 
 async def rows_of_batch(session: AsyncSession, batch_pk: int) -> list[BulkRow]:
@@ -547,7 +556,7 @@ async def rows_of_batch(session: AsyncSession, batch_pk: int) -> list[BulkRow]:
     )
     rows = list((await session.exec(query)).all())
     for row in rows:
-        row.expect = BulkExpect(row.expect)
+        set_committed_value(row, "expect", BulkExpect(row.expect))
     return rows
 
 
@@ -888,9 +897,7 @@ async def _locked(session: AsyncSession, batch_pk: int) -> BulkBatch | None:
             .execution_options(populate_existing=True)
         )
     ).first()
-    if batch is not None:
-        batch.status = BulkStatus(batch.status)
-    return batch
+    return typed(batch) if batch is not None else None
 
 
 _changed_meanwhile = (

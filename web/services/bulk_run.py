@@ -60,7 +60,7 @@ from web.models import (
 )
 from web.rules import refunds as rules
 from web.services import audit, ledger
-from web.services.bulk import progress
+from web.services.bulk import progress, typed
 from web.services.leases import Leases, new_owner
 from web.services.pacing import RateLimiter, retry_after
 from web.services.reasons import catalogue
@@ -569,6 +569,15 @@ async def _batch_locked(session: AsyncSession, batch_pk: int, *, read: bool) -> 
             .execution_options(populate_existing=True)
         )
     ).first()
-    if batch is not None:
-        batch.status = BulkStatus(batch.status)
-    return batch
+    return typed(batch) if batch is not None else None
+
+
+async def run_forever(runner: BulkRunner, stop: asyncio.Event, idle_s: float) -> None:
+    """Drive approved and interrupted batches until ``stop`` (errors never end it)."""
+    while not stop.is_set():
+        try:
+            await runner.drive_due()
+        except Exception:
+            log.exception("bulk driver %s: a pass failed", runner.owner)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=idle_s)
