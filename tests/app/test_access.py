@@ -57,6 +57,7 @@ EXPECTED: dict[str, Permission] = {
     "approvals:edit": P.REQUEST_APPROVAL,  # only the requester (checked on the object)
     "bulk:index": P.RUN_BULK,
     "bulk:upload": P.RUN_BULK,
+    "bulk:from_selection": P.RUN_BULK,
     "bulk:detail": P.RUN_BULK,
     "bulk:state": P.RUN_BULK,
     "bulk:results": P.RUN_BULK,

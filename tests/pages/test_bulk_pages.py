@@ -89,3 +89,41 @@ async def test_a_file_that_cannot_be_read_is_refused_whole(signed_in: SignedIn) 
     page = await upload(lead, "amount,reason\r\n1.00,other\r\n")
     assert page.status_code == 422
     assert "Nothing was stored" in page.text and "paymentId" in page.text
+
+
+async def test_a_batch_from_ticked_payments_or_all_matching_the_filters(
+    signed_in: SignedIn, engine: AsyncEngine, simulator: SimHandle
+) -> None:
+    lead, _ = await signed_in(role="lead")
+    usd = [await desk_payment(engine, simulator, amount_minor=1_000 + i) for i in range(3)]
+    eur = [
+        await desk_payment(engine, simulator, currency="EUR", amount_minor=900 + i)
+        for i in range(2)
+    ]
+    listing_page = await lead.get("/payments")
+    assert 'form="bulk-select"' in listing_page.text and "All 5 payments" in listing_page.text
+
+    ticked = await lead.post(
+        "/bulk/selection",
+        data={"payment": [str(usd[0].id), str(eur[1].id)], "reason": "duplicate_charge"},
+        follow_redirects=True,
+    )
+    assert ticked.status_code == 200 and "Ticked payments · 2 rows" in ticked.text
+    assert ticked.text.count('data-expect="ok"') == 2
+
+    filtered = await lead.get("/payments", params={"currency": "EUR"})
+    assert "All 2 payments" in filtered.text
+    everything = await lead.post(
+        "/bulk/selection",
+        data={"all": "1", "f_currency": "EUR", "reason": "customer_request"},
+        follow_redirects=True,
+    )
+    assert "Ticked payments · 2 rows" in everything.text
+    for p in eur:
+        assert p.payment_id in everything.text
+    assert usd[1].payment_id not in everything.text
+    async with session_scope(engine) as session:
+        assert (await session.exec(select(Refund))).all() == []  # nothing sent
+
+    nothing = await lead.post("/bulk/selection", data={"reason": "customer_request"})
+    assert nothing.status_code == 422 and "Tick at least one payment" in nothing.text

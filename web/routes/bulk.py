@@ -27,7 +27,7 @@ from web.auth import requires
 from web.live import batch_version
 from web.models import BulkBatch, BulkStatus, User
 from web.rules.access import Permission, can, may_approve
-from web.services import bulk
+from web.services import bulk, listing
 from web.services.audit import Actor
 from web.services.bulk_run import BulkRunner
 from web.services.reasons import catalogue
@@ -136,6 +136,55 @@ class BulkController(Controller):
                 "Columns the desk does not use were ignored: " + ", ".join(parsed.ignored_columns),
                 category="info",
             )
+        return _back(request, batch.id or 0)
+
+    @post("/selection", name="bulk:from_selection", status_code=200)
+    async def from_selection(
+        self,
+        request: Request[Any, Any, Any],
+        db_session: NamedDependency[AsyncSession],
+        engine: NamedDependency[AsyncEngine],
+        current_user: NamedDependency[User],
+        actor: NamedDependency[Actor],
+        settings: NamedDependency[Settings],
+    ) -> Template | Redirect:
+        """Payments ticked on the payments list (or all those its filters match), each
+        refunded in full for one reason: a batch awaiting approval, like an upload."""
+        form = await request.form()
+        limit = settings.bulk.max_rows
+        if form.get("all") == "1":
+            filters = listing.payment_filters(
+                **{k: str(form.get(f"f_{k}", "")) for k in _FILTER_FIELDS},
+                zone=current_user.time_zone,
+            )
+            keys = await listing.payment_ids_matching(db_session, filters, limit=limit + 1)
+        else:
+            ticked = [int(v) for v in form.getall("payment", []) if str(v).isdigit()]
+            keys = await listing.payment_ids_of(db_session, ticked[: limit + 1])
+        if not keys:
+            return await _index(db_session, ["Tick at least one payment on the payments list"])
+        if len(keys) > limit:
+            return await _index(db_session, [f"More than {limit:,} payments: narrow the filter"])
+        reason, note = str(form.get("reason", "")), str(form.get("note", ""))
+        inputs = [
+            bulk.RowInput(line=i + 1, key=key, key_kind="payment_id", amount_text=bulk.FULL,
+                          reason=reason, note=note)
+            for i, key in enumerate(keys)
+        ]  # fmt: skip
+        await db_session.rollback()  # the batch is written in its own transaction
+        try:
+            batch = await bulk.create_batch(
+                engine,
+                user=current_user,
+                inputs=inputs,
+                source="selection",
+                filename=None,
+                now=_now(),
+                who=actor,
+                recent_days=settings.bulk.recent_days,
+            )
+        except bulk.BulkError as exc:
+            return await _index(db_session, [str(exc)])
         return _back(request, batch.id or 0)
 
     @get("/{batch_pk:int}", name="bulk:detail")
@@ -333,6 +382,18 @@ class BulkController(Controller):
                 category="info",
             )
         return _back(request, batch_pk)
+
+
+_FILTER_FIELDS = (
+    "q",
+    "status",
+    "method",
+    "currency",
+    "date_field",
+    "date_from",
+    "date_to",
+    "has_refunds",
+)
 
 
 async def _batch(session: AsyncSession, batch_pk: int) -> BulkBatch:
