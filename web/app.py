@@ -24,7 +24,7 @@ from web.auth import (
 )
 from web.db import database_lifespan, provide_db_session, provide_engine
 from web.htmx import EXCEPTION_HANDLERS
-from web.integration import antom_lifespan, poller_lifespan, provide_antom
+from web.integration import antom_lifespan, bulk_lifespan, poller_lifespan, provide_antom
 from web.jobs import MetricsPlugin
 from web.live import channels_plugin, live_lifespan
 from web.request_ids import request_id_hook
@@ -65,6 +65,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             antom_lifespan(settings),
             live_lifespan,
             poller_lifespan(settings),
+            bulk_lifespan(settings),
         ],
         plugins=[HTMXPlugin(), channels_plugin(settings), MetricsPlugin()],
         template_config=templates,

@@ -27,6 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from web.antom.client import AntomClient
 from web.antom.keys import load_private_key, load_public_key
 from web.antom.notifications import WebhookConfig
+from web.services import bulk_run
+from web.services.bulk_run import BulkRunner
 from web.services.poller import Poller
 from web.settings import Settings
 
@@ -145,6 +147,42 @@ def poller_lifespan(settings: Settings) -> Any:
                 await stop_task(task)
 
     return poller
+
+
+def build_bulk_runner(settings: Settings, engine: AsyncEngine, antom: AntomClient) -> BulkRunner:
+    return BulkRunner(engine, antom, notify_url=settings.refund_notify_url, config=settings.bulk)
+
+
+def bulk_lifespan(settings: Settings) -> Any:
+    """Keeps a bulk driver on ``app.state.bulk`` (an approval starts its batch at once)
+    and, where the poller runs, a loop that resumes batches nobody is driving (after a
+    crash or a restart, on any instance: the batch's lease says who drives it)."""
+
+    @asynccontextmanager
+    async def bulk(app: Litestar) -> AsyncIterator[None]:
+        antom: AntomClient | None = app.state.antom
+        if antom is None:
+            app.state.bulk = None
+            yield
+            return
+        runner = build_bulk_runner(settings, app.state.engine, antom)
+        app.state.bulk = runner
+        stop, started = asyncio.Event(), asyncio.Event()
+        app.on_startup.append(lambda _: started.set())
+
+        async def run() -> None:
+            await started.wait()
+            await bulk_run.run_forever(runner, stop, settings.poller.idle_s)
+
+        task = asyncio.create_task(run()) if settings.poller_enabled else None
+        try:
+            yield
+        finally:
+            stop.set()
+            if task is not None:
+                await stop_task(task)
+
+    return bulk
 
 
 async def stop_task(task: asyncio.Task[None]) -> None:

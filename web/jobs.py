@@ -1,5 +1,5 @@
 """Background work outside requests: ``refund-desk poller`` (the Procfile's ``worker:``,
-the same poller loop the web processes run, without the web app), its health for
+the same poller loop and bulk driver the web processes run, without the web app), its health for
 ``/healthz``, and ``/metrics`` that reports on it. Leases on the refund rows make any
 number of pollers safe on one database (``web/services/leases.py``).
 """
@@ -26,9 +26,10 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from web.db import make_engine
-from web.integration import antom_lifespan, build_poller
+from web.integration import antom_lifespan, build_bulk_runner, build_poller
 from web.live import announce_commits, backend_publisher, channels_backend
 from web.models import PollerHeartbeat, utcnow
+from web.services import bulk_run
 from web.services.poller import Poller
 from web.settings import Settings
 
@@ -123,7 +124,11 @@ async def run_worker(settings: Settings) -> None:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
             log.info("poller %s started", instance.owner)
-            await instance.run_forever(stop)
+            runner = build_bulk_runner(settings, engine, holder.state.antom)
+            await asyncio.gather(
+                instance.run_forever(stop),
+                bulk_run.run_forever(runner, stop, settings.poller.idle_s),
+            )
             log.info("poller %s stopped", instance.owner)
     finally:
         if backend is not None:

@@ -48,7 +48,16 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from web.live_backend import ResilientPsycopgBackend
-from web.models import Alert, AlertNote, Payment, Refund, RefundEvent, RefundStatus
+from web.models import (
+    Alert,
+    AlertNote,
+    BulkBatch,
+    BulkRow,
+    Payment,
+    Refund,
+    RefundEvent,
+    RefundStatus,
+)
 from web.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -239,10 +248,15 @@ class Change:
     payments: list[PaymentState]
     alerts: bool = False
     approvals: bool = False  # only from since_seen: a commit's refunds say it themselves
+    batches: list[int] = dataclasses.field(default_factory=list)  # bulk batches that moved
 
 
 def encode(
-    refunds: list[RefundState], payments: list[PaymentState], *, alerts: bool = False
+    refunds: list[RefundState],
+    payments: list[PaymentState],
+    *,
+    alerts: bool = False,
+    batches: Iterable[int] = (),
 ) -> list[bytes]:
     items: list[tuple[str, dict[str, Any]]] = [("r", _asdict(r)) for r in refunds]
     items += [("p", _asdict(p)) for p in payments]
@@ -255,6 +269,8 @@ def encode(
         }
         if alerts and start == 0:
             message["alerts"] = True
+        if start == 0 and (moved := sorted(set(batches))[:MAX_ITEMS_PER_MESSAGE]):
+            message["batches"] = moved
         messages.append(json.dumps(message, separators=(",", ":")).encode())
     return messages
 
@@ -269,6 +285,7 @@ def decode(data: bytes) -> Change:
         [RefundState(**d) for d in message.get("refunds", [])],
         [PaymentState(**d) for d in message.get("payments", [])],
         bool(message.get("alerts")),
+        batches=[int(b) for b in message.get("batches", []) if isinstance(b, int)],
     )
 
 
@@ -299,11 +316,14 @@ class Watch:
     # The approvals count in the navigation, like the alerts one.
     approvals: bool = False
     approvals_seen: int | None = None
+    # Bulk batches on show (their progress), each at the version the page shows.
+    batches: dict[int, str | None] = dataclasses.field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
         return not (
-            self.payments
+            self.batches
+            or self.payments
             or self.refunds
             or self.refunds_since is not None
             or self.payments_since is not None
@@ -339,6 +359,7 @@ def parse_watch(
     payments: str | None = None,
     alerts: str | None = None,
     approvals: str | None = None,
+    bulk: Iterable[str] = (),
 ) -> Watch:
     """A stream's query string (``payment=5.ab12&refund=7.processing&refunds=90&alerts=3``)."""
     return Watch(
@@ -350,6 +371,7 @@ def parse_watch(
         alerts_seen=_version(alerts),
         approvals=approvals is not None,
         approvals_seen=_count(approvals),
+        batches=_versioned(bulk),
     )
 
 
@@ -383,6 +405,9 @@ def hints(watch: Watch, change: Change) -> list[tuple[str, str]]:
             found["payments"] = ""
     if change.alerts and watch.alerts:
         found["alerts"] = ""
+    for b in change.batches:
+        if b in watch.batches:
+            found[f"bulk-{b}"] = ""
     return list(found.items())
 
 
@@ -393,6 +418,7 @@ def unseen(watch: Watch) -> Watch:
         watch,
         payments=dict.fromkeys(watch.payments),
         refunds=dict.fromkeys(watch.refunds),
+        batches=dict.fromkeys(watch.batches),
         alerts_seen=None,
         approvals_seen=None,
     )
@@ -446,7 +472,38 @@ async def since_seen(session: AsyncSession, watch: Watch) -> Change:
     approvals = watch.approvals and (
         watch.approvals_seen is None or await awaiting_count(session) != watch.approvals_seen
     )
-    return Change(moved_refunds, moved_payments, alerts, approvals)
+    moved_batches = [
+        pk for pk in watch.batches if watch.batches[pk] != await batch_version(session, pk)
+    ]
+    return Change(moved_refunds, moved_payments, alerts, approvals, moved_batches)
+
+
+async def batch_version(session: AsyncSession, batch_pk: int) -> str:
+    """What a bulk batch's page shows moved: its own row, or any of its rows' refunds."""
+    batch = await session.get(BulkBatch, batch_pk, populate_existing=True)
+    if batch is None:
+        return "none"
+    sent, latest = (
+        await session.exec(
+            select(sa.func.count(col(Refund.id)), sa.func.max(col(Refund.updated_at)))
+            .select_from(BulkRow)
+            .join(Refund, col(Refund.id) == col(BulkRow.refund_pk))
+            .where(col(BulkRow.batch_pk) == batch_pk)
+        )
+    ).one()
+    raw = f"{batch.status}|{batch.revision}|{batch.progress_at}|{batch.updated_at}|{sent}|{latest}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:12]
+
+
+async def batches_of(session: AsyncSession, refund_pks: Iterable[int]) -> list[int]:
+    """The bulk batches these refunds belong to."""
+    pks = sorted(set(refund_pks))
+    if not pks:
+        return []
+    found = await session.exec(
+        select(BulkRow.batch_pk).where(col(BulkRow.refund_pk).in_(pks)).distinct()
+    )
+    return sorted(int(b) for b in found.all())
 
 
 async def awaiting_count(session: AsyncSession) -> int:
@@ -466,15 +523,17 @@ async def publish_changes(
     payment_pks: Iterable[int] = (),
     *,
     alerts: bool = False,
+    batches: Iterable[int] = (),
 ) -> None:
     """Tell every open page about committed changes. Never raises: SSE is only a hint."""
-    refund_pks, payment_pks = list(refund_pks), list(payment_pks)
-    if publish is None or not (refund_pks or payment_pks or alerts):
+    refund_pks, payment_pks, batch_pks = list(refund_pks), list(payment_pks), list(batches)
+    if publish is None or not (refund_pks or payment_pks or alerts or batch_pks):
         return
     try:
         async with AsyncSession(engine) as session:
             refunds, payments = await snapshot(session, refund_pks, payment_pks)
-        for message in encode(refunds, payments, alerts=alerts):
+            batch_pks += await batches_of(session, refund_pks)
+        for message in encode(refunds, payments, alerts=alerts, batches=batch_pks):
             await publish(message)
     except Exception:
         log.exception("live update not published refunds=%s payments=%s", refund_pks, payment_pks)
@@ -498,6 +557,7 @@ class _Touched:
     refunds: set[int]
     payments: set[int]
     alerts: bool = False
+    batches: set[int] = dataclasses.field(default_factory=set)
 
 
 def _collect(session: Session, _flush_context: Any) -> None:
@@ -513,11 +573,15 @@ def _collect(session: Session, _flush_context: Any) -> None:
             # Raised, or worked on by someone (every such change adds a note): the
             # worklists and their counts may have moved.
             touched.alerts = True
+        elif isinstance(obj, BulkBatch) and obj.id is not None:
+            touched.batches.add(obj.id)
 
 
 def _announce(session: Session) -> None:
     touched: _Touched | None = session.info.pop(_KEY, None)
-    if touched is None or not (touched.refunds or touched.payments or touched.alerts):
+    if touched is None or not (
+        touched.refunds or touched.payments or touched.alerts or touched.batches
+    ):
         return
     try:
         loop = asyncio.get_running_loop()
@@ -534,6 +598,7 @@ def _announce(session: Session) -> None:
             sorted(touched.refunds),
             sorted(touched.payments),
             alerts=touched.alerts,
+            batches=sorted(touched.batches),
         )
     )
     _PENDING.add(task)

@@ -783,3 +783,94 @@ sa.Index(
     col(SignInFailure.key_hash),
     col(SignInFailure.failed_at),
 )
+
+
+# ---------------------------------------------------------------- bulk refunds
+
+
+class BulkStatus(StrEnum):
+    """A bulk refund batch's life (web/services/bulk.py, web/services/bulk_run.py).
+
+    AWAITING: uploaded or selected; its preview is shown, rows may be excluded or edited
+    by the requester (each edit moves ``revision``), nothing has been sent.
+    APPROVED: a second person approved the revision they saw; queued to run.
+    RUNNING: a driver is sending its rows (one process at a time: the batch's lease).
+    FINISHED: every included row was written ahead and sent, or refused when its turn came.
+    CANCELLED: a lead stopped it (before or during the run); REJECTED: the approver said no.
+    """
+
+    AWAITING = "awaiting"
+    APPROVED = "approved"
+    RUNNING = "running"
+    FINISHED = "finished"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"
+
+    @property
+    def final(self) -> bool:
+        return self in (BulkStatus.FINISHED, BulkStatus.CANCELLED, BulkStatus.REJECTED)
+
+
+class BulkExpect(StrEnum):
+    """What the preview expects for a row."""
+
+    OK = "ok"
+    ATTENTION = "attention"  # allowed, but look first (duplicate, refunded lately, …)
+    REFUSED = "refused"  # the rules refuse it: never sent
+
+
+class BulkBatch(SQLModel, table=True):
+    __tablename__ = "bulk_batches"
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    status: BulkStatus = Field(sa_type=sa.String(16), index=True)
+    source: str = Field(max_length=16)  # "csv" or "selection"
+    filename: str | None = Field(default=None, max_length=200)
+    created_by: int = Field(foreign_key="users.id", index=True, sa_type=BigId)
+    created_at: datetime = ts(default_factory=utcnow)
+    # Moves on every edit of the preview: an approval names the revision it saw.
+    revision: int = 0
+    decided_by: int | None = Field(default=None, foreign_key="users.id", sa_type=BigId)
+    decided_at: datetime | None = ts(default=None)
+    decision_note: str | None = Field(default=None, max_length=500)
+    cancelled_by: int | None = Field(default=None, foreign_key="users.id", sa_type=BigId)
+    cancelled_at: datetime | None = ts(default=None)
+    started_at: datetime | None = ts(default=None)
+    finished_at: datetime | None = ts(default=None)
+    # The driver sending it (one at a time across instances), as on refund rows.
+    lease_owner: str | None = Field(default=None, max_length=64)
+    lease_until: datetime | None = ts(default=None)
+    # Touched by the driver as rows go (at most a few times a second): open pages hear it.
+    progress_at: datetime | None = ts(default=None)
+    updated_at: datetime = ts(default_factory=utcnow)
+
+
+class BulkRow(SQLModel, table=True):
+    """One line of a batch: what was asked, what the preview expects, what happened.
+
+    ``refund_pk`` is set in the transaction that writes the row's refund ahead (and the
+    refund's ``form_token`` is ``bulk:<row id>``, UNIQUE): a row makes at most one refund,
+    however often its run is resumed.
+    """
+
+    __tablename__ = "bulk_rows"
+    __table_args__ = (sa.Index("ix_bulk_rows_batch_line", "batch_pk", "line"),)
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    batch_pk: int = Field(foreign_key="bulk_batches.id", sa_type=BigId)
+    line: int  # the file's line number (or the selection's position)
+    key: str = Field(max_length=64)  # paymentId, paymentRequestId or order ref, as given
+    amount_text: str = Field(max_length=32)  # as given: "12.50" or "full"
+    reason: str = Field(max_length=64)
+    note: str | None = Field(default=None, max_length=256)
+    payment_pk: int | None = Field(default=None, foreign_key="payments.id", sa_type=BigId)
+    currency: str | None = Field(default=None, max_length=3)
+    amount_minor: int | None = Field(default=None, sa_type=sa.BigInteger)
+    expect: BulkExpect = Field(sa_type=sa.String(16))
+    problem: str | None = Field(default=None, max_length=500)
+    excluded: bool = False
+    refund_pk: int | None = Field(
+        default=None, foreign_key="refunds.id", unique=True, sa_type=BigId
+    )
+    # Refused when its turn came (the payment changed since the preview), never sent.
+    run_problem: str | None = Field(default=None, max_length=500)

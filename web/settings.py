@@ -198,6 +198,50 @@ class PollerConfig:
         return config
 
 
+@dataclass(frozen=True, slots=True)
+class BulkConfig:
+    """How bulk refund runs pace themselves (``web/services/bulk_run.py``).
+
+    ``REFUND_DESK_BULK_<FIELD>`` overrides a field (e.g. ``REFUND_DESK_BULK_MAX_RATE``).
+    """
+
+    # Refund calls per second one run allows itself; lowered to what Antom lets through
+    # on REQUEST_TRAFFIC_EXCEED_LIMIT (the poller's RateLimiter), never below min_rate.
+    max_rate: float = 10.0
+    min_rate: float = 0.2
+    # Rows in flight at once (a slow answer does not hold the others up).
+    concurrency: int = 8
+    # The batch's lease (one driver at a time across instances); renewed as rows go.
+    lease_s: float = 60.0
+    # The preview flags a payment refunded within this many days.
+    recent_days: int = 30
+    # Rows one batch may hold.
+    max_rows: int = 10_000
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], problems: list[str]) -> BulkConfig:
+        values: dict[str, Any] = {}
+        defaults = cls()
+        for f in fields(cls):
+            name = f"REFUND_DESK_BULK_{f.name.upper()}"
+            raw = env.get(name, "").strip()
+            if not raw:
+                continue
+            whole = isinstance(getattr(defaults, f.name), int)
+            try:
+                value: float = int(raw) if whole else float(raw)
+            except ValueError:
+                value = math.nan
+            if not math.isfinite(value) or value <= 0:
+                problems.append(f"{name} must be a positive number, got {raw!r}")
+                continue
+            values[f.name] = value
+        config = cls(**values)
+        if config.min_rate > config.max_rate:
+            problems.append("REFUND_DESK_BULK_MIN_RATE must not be above REFUND_DESK_BULK_MAX_RATE")
+        return config
+
+
 # Per PollerConfig field: the lowest value allowed, whether it is allowed itself, the unit.
 _POLL_BOUNDS: dict[str, tuple[float, bool, str]] = {
     "batch": (1, True, "refunds"),
@@ -351,6 +395,7 @@ class Settings:
     # A refund awaiting approval that nobody decides within this is rejected, its
     # money released (REFUND_DESK_APPROVAL_EXPIRY_HOURS, default 72).
     approval_expiry_hours: float = 72.0
+    bulk: BulkConfig = field(default_factory=BulkConfig)
     # Problems found while parsing the environment, reported together by validate().
     parse_problems: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
@@ -440,6 +485,7 @@ class Settings:
             poller=poller,
             oidc=OIDCConfig.from_env(env, problems),
             approval_expiry_hours=expiry,
+            bulk=BulkConfig.from_env(env, problems),
             parse_problems=tuple(problems),
         )
 

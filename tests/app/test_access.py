@@ -57,6 +57,17 @@ EXPECTED: dict[str, Permission] = {
     "approvals:reject": P.APPROVE,
     "approvals:edit": P.REQUEST_APPROVAL,  # only the requester (checked on the object)
     "refunds:export": P.EXPORT,
+    "bulk:index": P.RUN_BULK,
+    "bulk:upload": P.RUN_BULK,
+    "bulk:from_selection": P.RUN_BULK,
+    "bulk:detail": P.RUN_BULK,
+    "bulk:state": P.RUN_BULK,
+    "bulk:results": P.RUN_BULK,
+    "bulk:row_exclude": P.RUN_BULK,  # only the batch's requester (checked on the object)
+    "bulk:row_edit": P.RUN_BULK,
+    "bulk:approve": P.APPROVE,  # never the requester (checked on the object)
+    "bulk:reject": P.APPROVE,
+    "bulk:cancel": P.RUN_BULK,
     "live:events": P.VIEW_PAYMENTS,
     "worklists:index": P.VIEW_ALERTS,
     "worklists:count": P.VIEW_ALERTS,

@@ -3,8 +3,9 @@
 ``GET /events?payment=5.<version>&refund=7.<version>&refunds=<id>&payments=<id>&alerts=<n>``
 streams *hints* for what the page shows (``web.live.Watch``): ``event: payment-5``,
 ``event: refund-7`` (data: the new version), ``event: refunds`` / ``payments`` (a listed
-row changed or a newer one exists) and ``event: alerts`` (the worklists moved). A hint
-carries no content: ``static/app.js`` answers it by fetching the page's fragments, rendered from the
+row changed or a newer one exists), ``event: alerts`` (the worklists moved) and
+``event: bulk-3`` (a bulk batch's progress moved: ``bulk=3.<version>``). A hint carries
+no content: ``static/app.js`` answers it by fetching the page's fragments, rendered from the
 database. Each connection first says ``ready`` (it is subscribed), then hints at
 whatever moved since the versions the page was rendered at; after the listener
 reconnected, a ``resync`` event and hints for everything watched.
@@ -126,8 +127,11 @@ async def events(
     payments: FromQuery[str | None] = None,
     alerts: FromQuery[str | None] = None,
     approvals: FromQuery[str | None] = None,
+    bulk: FromQuery[list[str] | None] = None,
 ) -> ServerSentEvent:
-    watch = parse_watch(payment or [], refund or [], refunds, payments, alerts, approvals)
+    watch = parse_watch(
+        payment or [], refund or [], refunds, payments, alerts, approvals, bulk or []
+    )
     return ServerSentEvent(
         _stream(channels, engine, watch),
         headers={"cache-control": "no-store", "x-accel-buffering": "no"},

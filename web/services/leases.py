@@ -5,8 +5,9 @@ A process *claims* due refunds in one short transaction (``UPDATE … WHERE id I
 SQLite has one writer at a time anyway), *renews* its lease right before each Antom call
 and skips the refund if the lease was lost, and *releases* it in the transaction that
 writes back, fenced on ``lease_owner``: whoever took the row meanwhile wins, and no two
-processes ever ask Antom about one refund at the same moment. The poller uses these;
-bulk runs will too.
+processes ever ask Antom about one refund at the same moment. The poller uses these,
+and so do bulk runs: on each row's refund, and on the batch itself (``model=BulkBatch``:
+one driver per batch across instances).
 """
 
 from __future__ import annotations
@@ -25,24 +26,29 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from web.db import session_scope
-from web.models import Refund, utcnow
+from web.models import BulkBatch, Refund, utcnow
+
+Leased = type[Refund] | type[BulkBatch]
 
 
 def new_owner() -> str:
     return f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def lease_free(now: datetime) -> sa.ColumnElement[bool]:
-    return sa.or_(col(Refund.lease_until).is_(None), col(Refund.lease_until) < now)
+def lease_free(now: datetime, model: Leased = Refund) -> sa.ColumnElement[bool]:
+    return sa.or_(col(model.lease_until).is_(None), col(model.lease_until) < now)
 
 
 class Leases:
-    """One process's leases on refund rows."""
+    """One process's leases on rows of ``model`` (refunds unless told otherwise)."""
 
-    def __init__(self, engine: AsyncEngine, owner: str, lease_s: float) -> None:
+    def __init__(
+        self, engine: AsyncEngine, owner: str, lease_s: float, model: Leased = Refund
+    ) -> None:
         self.engine = engine
         self.owner = owner
         self.lease_s = lease_s
+        self.model = model
         # When each of our leases was taken or last extended (monotonic clock).
         self._leased_at: dict[int, float] = {}
 
@@ -55,24 +61,32 @@ class Leases:
     ) -> list[int]:
         """Lease up to ``limit`` free refunds matching ``conditions``, in ``order``."""
         candidates = (
-            select(Refund.id)
-            .where(*conditions, lease_free(now))
+            select(self.model.id)
+            .where(*conditions, lease_free(now, self.model))
             .order_by(*order)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
         async with session_scope(self.engine) as session:
             rows = await session.exec(
-                sa.update(Refund)
-                .where(col(Refund.id).in_(candidates.scalar_subquery()), lease_free(now))
+                sa.update(self.model)
+                .where(
+                    col(self.model.id).in_(candidates.scalar_subquery()),
+                    lease_free(now, self.model),
+                )
                 .values(lease_owner=self.owner, lease_until=now + timedelta(seconds=self.lease_s))
-                .returning(col(Refund.id))
+                .returning(col(self.model.id))
                 .execution_options(synchronize_session=False)
             )
             claimed = sorted(int(pk) for pk in rows.scalars().all())
         at = time.monotonic()
         self._leased_at.update(dict.fromkeys(claimed, at))
         return claimed
+
+    def held(self, refund_pk: int) -> None:
+        """A lease this owner wrote with the row itself (a bulk run writes its refunds
+        ahead already leased, so no poller asks about them while they are being sent)."""
+        self._leased_at[refund_pk] = time.monotonic()
 
     async def renew(self, refund_pk: int) -> bool:
         """Make sure our lease outlasts the Antom call about to start; False if it is no
@@ -84,11 +98,11 @@ class Leases:
         now = utcnow()
         async with session_scope(self.engine) as session:
             renewed = await session.exec(
-                sa.update(Refund)
+                sa.update(self.model)
                 .where(
-                    col(Refund.id) == refund_pk,
-                    col(Refund.lease_owner) == self.owner,
-                    col(Refund.lease_until) > now,
+                    col(self.model.id) == refund_pk,
+                    col(self.model.lease_owner) == self.owner,
+                    col(self.model.lease_until) > now,
                 )
                 .values(lease_until=now + timedelta(seconds=self.lease_s))
                 .execution_options(synchronize_session=False)
@@ -108,8 +122,8 @@ class Leases:
         if next_check_at is not None:
             values["next_check_at"] = next_check_at
         fenced = await session.exec(
-            sa.update(Refund)
-            .where(col(Refund.id) == refund_pk, col(Refund.lease_owner) == self.owner)
+            sa.update(self.model)
+            .where(col(self.model.id) == refund_pk, col(self.model.lease_owner) == self.owner)
             .values(**values)
             .execution_options(synchronize_session=False)
         )
@@ -120,8 +134,8 @@ class Leases:
         self._leased_at.clear()
         async with session_scope(self.engine) as session:
             await session.exec(
-                sa.update(Refund)
-                .where(col(Refund.lease_owner) == self.owner)
+                sa.update(self.model)
+                .where(col(self.model.lease_owner) == self.owner)
                 .values(lease_owner=None, lease_until=None)
                 .execution_options(synchronize_session=False)
             )

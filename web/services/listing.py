@@ -464,6 +464,31 @@ async def list_payments(
     return await _list_page(session, Payment, _payment_where(f), f, page_size)
 
 
+async def payment_ids_matching(
+    session: AsyncSession, f: PaymentFilters, *, limit: int
+) -> list[str]:
+    """The paymentIds of every payment the filters match (a bulk refund of "all of
+    them"), oldest first, at most ``limit``."""
+    query = (
+        select(Payment.payment_id)
+        .where(*_payment_where(f))
+        .order_by(col(Payment.created_at), col(Payment.id))
+        .limit(limit)
+    )
+    return list((await session.exec(query)).all())
+
+
+async def payment_ids_of(session: AsyncSession, pks: Sequence[int]) -> list[str]:
+    """The paymentIds of these payments (ticked on the list), in the order given."""
+    if not pks:
+        return []
+    found = await session.exec(
+        select(Payment.id, Payment.payment_id).where(col(Payment.id).in_(list(pks)[:10_000]))
+    )
+    by_pk = dict(found.all())
+    return [by_pk[pk] for pk in pks if pk in by_pk]
+
+
 def _with(options: Sequence[str], current: str) -> list[str]:
     """The known options, plus the one in the URL if it is unusual (so it stays selected)."""
     return sorted({*options, current} - {""})

@@ -3,7 +3,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-01 20:01:38.793794
+Create Date: 2026-12-01 20:27:31.913804
 """
 
 from collections.abc import Sequence
@@ -254,6 +254,50 @@ def upgrade() -> None:
     op.create_index(
         "ix_audit_events_object", "audit_events", ["object_type", "object_id"], unique=False
     )
+    op.create_table(
+        "bulk_batches",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("source", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+        sa.Column("filename", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
+        sa.Column(
+            "created_by", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("revision", sa.Integer(), nullable=False),
+        sa.Column(
+            "decided_by", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+        ),
+        sa.Column("decided_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("decision_note", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=True),
+        sa.Column(
+            "cancelled_by", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+        ),
+        sa.Column("cancelled_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("lease_owner", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+        sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("progress_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["cancelled_by"],
+            ["users.id"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["created_by"],
+            ["users.id"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["decided_by"],
+            ["users.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index(
+        op.f("ix_bulk_batches_created_by"), "bulk_batches", ["created_by"], unique=False
+    )
+    op.create_index(op.f("ix_bulk_batches_status"), "bulk_batches", ["status"], unique=False)
     op.create_table(
         "order_imports",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -537,6 +581,41 @@ def upgrade() -> None:
     op.create_index(op.f("ix_alerts_refund_pk"), "alerts", ["refund_pk"], unique=False)
     op.create_index(op.f("ix_alerts_resolved_at"), "alerts", ["resolved_at"], unique=False)
     op.create_table(
+        "bulk_rows",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("batch_pk", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("line", sa.Integer(), nullable=False),
+        sa.Column("key", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("amount_text", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+        sa.Column("reason", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("note", sqlmodel.sql.sqltypes.AutoString(length=256), nullable=True),
+        sa.Column(
+            "payment_pk", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+        ),
+        sa.Column("currency", sqlmodel.sql.sqltypes.AutoString(length=3), nullable=True),
+        sa.Column("amount_minor", sa.BigInteger(), nullable=True),
+        sa.Column("expect", sa.String(length=16), nullable=False),
+        sa.Column("problem", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=True),
+        sa.Column("excluded", sa.Boolean(), nullable=False),
+        sa.Column("refund_pk", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("run_problem", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["batch_pk"],
+            ["bulk_batches.id"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["payment_pk"],
+            ["payments.id"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["refund_pk"],
+            ["refunds.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("refund_pk"),
+    )
+    op.create_index("ix_bulk_rows_batch_line", "bulk_rows", ["batch_pk", "line"], unique=False)
+    op.create_table(
         "orders",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("payment_request_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
@@ -702,6 +781,8 @@ def downgrade() -> None:
     op.drop_table("refund_events")
     op.drop_index(op.f("ix_orders_payment_pk"), table_name="orders")
     op.drop_table("orders")
+    op.drop_index("ix_bulk_rows_batch_line", table_name="bulk_rows")
+    op.drop_table("bulk_rows")
     op.drop_index(op.f("ix_alerts_resolved_at"), table_name="alerts")
     op.drop_index(op.f("ix_alerts_refund_pk"), table_name="alerts")
     op.drop_index(op.f("ix_alerts_kind"), table_name="alerts")
@@ -736,6 +817,9 @@ def downgrade() -> None:
     op.drop_table("password_tokens")
     op.drop_index(op.f("ix_order_imports_uploaded_by"), table_name="order_imports")
     op.drop_table("order_imports")
+    op.drop_index(op.f("ix_bulk_batches_status"), table_name="bulk_batches")
+    op.drop_index(op.f("ix_bulk_batches_created_by"), table_name="bulk_batches")
+    op.drop_table("bulk_batches")
     op.drop_index("ix_audit_events_object", table_name="audit_events")
     op.drop_index("ix_audit_events_at_id", table_name="audit_events")
     op.drop_index(op.f("ix_audit_events_actor_id"), table_name="audit_events")
