@@ -69,8 +69,15 @@ def watch_errors(page: Page, errors: list[str]) -> None:
 
 async def human_click(page: Page, target: Locator) -> None:
     """Press and release the mouse on ``target`` the way a person does, not instantly."""
-    await target.scroll_into_view_if_needed()
-    box = await target.bounding_box()
+    # A live page may re-render the part the target is in just as it is measured: aim
+    # again at the element now on the page, as a person would (a locator re-queries).
+    box = None
+    for _ in range(20):
+        await expect(target).to_be_visible(timeout=DEADLINE_MS)
+        await target.scroll_into_view_if_needed()
+        box = await target.bounding_box()
+        if box is not None:
+            break
     assert box is not None, "the target is not on the page"
     await page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     await page.mouse.down()

@@ -85,6 +85,9 @@ async def test_upload_preview_approve_in_a_second_browser_live_progress_result_f
         "4", timeout=DEADLINE_MS
     )
     await expect(page.locator("#bulk-rate")).to_contain_text("4 of 4 rows sent")
+    # Approved: the rows on the requester's open page lose their edit controls too.
+    await expect(page.locator("#bulk-rows").get_by_role("button", name="Exclude")).to_have_count(0)
+    await expect(page.locator("#bulk-rows")).to_contain_text("Duplicate charge")  # the label
     await screenshot(page, "bulk-3-progress")
 
     async with page.expect_download() as downloading:

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from web.auth import requires
+from web.htmx import page_or_fragment
 from web.live import batch_version
 from web.models import BulkBatch, BulkStatus, User
 from web.rules.access import Permission, can, may_approve
@@ -207,8 +208,12 @@ class BulkController(Controller):
             "totals": bulk.totals_of(rows),
             "reasons": [r for r in await catalogue(db_session) if r.active],
             "may_edit": context["own"] and batch.status is BulkStatus.AWAITING,
+            # A fragment answers the page's own refresh of its rows: swapped by id.
+            "oob": True,
         }
-        return Template(template_name="bulk/detail.html", context=context)
+        return page_or_fragment(
+            request, page="bulk/detail.html", fragment="bulk/_rows.html", context=context
+        )
 
     @get("/{batch_pk:int}/state", name="bulk:state")
     async def state(
