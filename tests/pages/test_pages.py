@@ -536,3 +536,15 @@ async def test_refund_again_prefills_a_new_form_from_a_failed_refund(
         await s.commit()
     plain = await desk.client.get(f"/payments/{pk}?again={ok.id}")
     assert "Refunding again" not in plain.text and 'name="amount" value="100.00"' in plain.text
+
+
+async def test_the_reason_filter_lists_only_refunds_for_that_reason(desk: Desk) -> None:
+    """Seen (issue 10): ``/refunds?reason=`` was ignored and listed every refund."""
+    async with desk.session() as s:
+        payment = await add_payment(s, amount_minor=10_000)
+        await add_refund(s, payment, reason="goodwill", amount_minor=111)
+        await add_refund(s, payment, reason="duplicate_charge", amount_minor=222)
+        await s.commit()
+    page = _text((await desk.client.get("/refunds?reason=goodwill")).text)
+    assert "$1.11" in page
+    assert "$2.22" not in page
