@@ -44,6 +44,7 @@ from web.services.refunds import (
     facts_of,
     send_requested,
     status_message,
+    without_own_hold,
 )
 from web.services.sending import RETRY_DELAYS_S, refund_request_for
 
@@ -362,10 +363,6 @@ async def _awaiting(
 
 def _payment_problems(refund: Refund, payment: Payment, now: datetime) -> list[str]:
     """The refund rules on the payment as it is now, this request's own hold aside."""
-    facts = dataclasses.replace(
-        facts_of(payment),
-        in_flight_minor=payment.reserved_minor - refund.amount_minor,
-        refund_count=payment.refund_count - 1,
-    )
+    facts = without_own_hold(facts_of(payment), refund)
     violations = rules.check_refund(facts, refund.currency, refund.amount_minor, now)
     return [v.message for v in violations]

@@ -199,6 +199,17 @@ async def new_form(
     return draft, dataclasses.replace(check, errors=errors)
 
 
+def without_own_hold(facts: rules.PaymentFacts, refund: Refund) -> rules.PaymentFacts:
+    """The payment as a refund that already holds its amount on it is judged: its own
+    hold and its own place in the refund count left out (a request awaiting approval,
+    edited or approved)."""
+    return dataclasses.replace(
+        facts,
+        in_flight_minor=facts.in_flight_minor - refund.amount_minor,
+        refund_count=facts.refund_count - 1,
+    )
+
+
 async def check_draft(
     session: AsyncSession,
     payment: Payment,
@@ -217,11 +228,7 @@ async def check_draft(
     facts = await payment_facts(session, payment)
     if editing is None:
         return await _evaluate(session, payment, user, draft, now, facts)
-    facts = dataclasses.replace(
-        facts,
-        in_flight_minor=facts.in_flight_minor - editing.amount_minor,
-        refund_count=facts.refund_count - 1,
-    )
+    facts = without_own_hold(facts, editing)
     draft = dataclasses.replace(draft, refundable_token=_RefundableState.of(facts).encode())
     return await _evaluate(session, payment, user, draft, now, facts, editing.id)
 
