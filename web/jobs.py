@@ -137,8 +137,18 @@ async def run_worker(settings: Settings) -> None:
 
 
 @click.command("poller")
-def poller_command() -> None:
+@click.option(
+    "--log-level",
+    envvar="REFUND_DESK_LOG_LEVEL",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    help="debug adds one line per inquiry (noise at thousands a minute).",
+)
+def poller_command(log_level: str) -> None:
     """Run the inquiry poller (settles processing refunds) until SIGTERM."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     settings = Settings.from_env().validate()
     asyncio.run(run_worker(settings))

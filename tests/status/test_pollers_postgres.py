@@ -55,6 +55,7 @@ def start_poller(settings: Settings, simulator: SimHandle, log: Path) -> subproc
         "REFUND_DESK_POLL_MAX_DELAY_S": "0",
         "REFUND_DESK_POLL_IDLE_S": "0.02",
         "REFUND_DESK_POLL_BATCH": "5",
+        "REFUND_DESK_LOG_LEVEL": "debug",  # the per-inquiry lines read below
     }
     with log.open("wb") as out:
         return subprocess.Popen(

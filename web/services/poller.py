@@ -370,8 +370,9 @@ class Poller:
         started = time.time()
         inquiry = await self._inquire(refund)
         # t0/t1 bound the call: tests/status/test_pollers_postgres.py reads them to prove
-        # that no two pollers ever ask about one refund at the same moment.
-        log.info(
+        # that no two pollers ever ask about one refund at the same moment. DEBUG: at the
+        # allowed rate this is thousands of lines a minute (REFUND_DESK_LOG_LEVEL=debug).
+        log.debug(
             "poller %s inquired refund=%s code=%s status=%s t0=%.6f t1=%.6f request_id=%s",
             self.owner,
             refund_pk,
