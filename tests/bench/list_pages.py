@@ -102,6 +102,8 @@ class Scenario:
     sql: str
     # The refunds list's exact totals per currency for the same filters (its aggregate).
     totals_sql: str | None = None
+    # The same page read the naive way (OFFSET): what keyset pagination saves.
+    offset_sql: str | None = None
 
 
 def totals_sql(where: str = "") -> str:
@@ -227,6 +229,8 @@ async def run(args: argparse.Namespace) -> None:
                 "SELECT * FROM payments WHERE "
                 + seek.format(k=pay_key.key, i=pay_key.id)
                 + f" ORDER BY created_at DESC, id DESC LIMIT {limit}",
+                offset_sql=f"SELECT * FROM payments ORDER BY created_at DESC, id DESC "
+                f"OFFSET {(pay_page - 1) * PAGE_SIZE} LIMIT {limit}",
             ),
             Scenario(
                 "refunds, first page",
@@ -254,6 +258,8 @@ async def run(args: argparse.Namespace) -> None:
                 "SELECT * FROM refunds WHERE "
                 + seek.format(k=ref_key.key, i=ref_key.id)
                 + f" ORDER BY created_at DESC, id DESC LIMIT {limit}",
+                offset_sql=f"SELECT * FROM refunds ORDER BY created_at DESC, id DESC "
+                f"OFFSET {(ref_page - 1) * PAGE_SIZE} LIMIT {limit}",
             ),
         ]
 
@@ -319,6 +325,17 @@ async def run(args: argparse.Namespace) -> None:
                             f"{'  its totals per currency':<28} {'':>9} {'':>7}"
                             f" {t50:>7.2f}ms {percentile(totals_ms, 0.95):>5.2f}ms"
                             f" {t50 / p50:>8.2f}x of the page"
+                        )
+                    if sc.offset_sql is not None:
+                        offset_ms = await timed(
+                            lambda q=sc.offset_sql: bare(q),
+                            args.runs,  # type: ignore[misc]
+                        )
+                        o50 = statistics.median(offset_ms)
+                        print(
+                            f"{'  the same rows by OFFSET':<28} {'':>9} {'':>7}"
+                            f" {o50:>7.2f}ms {percentile(offset_ms, 0.95):>5.2f}ms"
+                            f" {o50 / p50:>8.1f}x the whole page"
                         )
         await engine.dispose()
     finally:

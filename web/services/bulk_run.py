@@ -13,11 +13,11 @@ single refund:
    its ``form_token`` ``bulk:<row id>`` (UNIQUE: one refund per row, ever), already
    leased to this driver so no poller asks about it meanwhile; the row points at it.
 2. **Send** (``web.services.sending.send``, the one send path): Antom is called with no
-   transaction open; every answer is recorded by the ledger. Calls are spaced by the
-   shared ``RateLimiter`` (``web/services/pacing.py``), which learns Antom's limit from
-   ``REQUEST_TRAFFIC_EXCEED_LIMIT``; a rate-limited or unknown answer is retried with the
-   SAME ``refundRequestId``. What stays unknown is left PROCESSING for the poller —
-   unknown is never failed.
+   transaction open; every answer is recorded by the ledger. Calls (not write-aheads)
+   are spaced by the shared ``RateLimiter`` (``web/services/pacing.py``), which learns
+   Antom's limit from ``REQUEST_TRAFFIC_EXCEED_LIMIT``; a rate-limited or unknown answer
+   is retried with the SAME ``refundRequestId``. What stays unknown is left PROCESSING
+   for the poller — unknown is never failed.
 3. **Resume**: a driver that finds rows written ahead but never finished (its
    predecessor died) re-sends those still PENDING with their own ids (Antom's
    idempotency on ``refundRequestId`` makes a call that did arrive harmless), once it
@@ -339,8 +339,10 @@ class BulkRunner:
         stats: RunStats,
         stop: asyncio.Event,
     ) -> None:
-        # Paced before the write-ahead, so rows are written just before they are sent.
-        await self.limiter.acquire()
+        # Paced right before each call, not before the write-ahead: transactions queue
+        # for the database at uneven speeds, and pacing ahead of that queue let calls
+        # reach Antom in bursts, which its limit refuses (and the limiter then learnt a
+        # rate below the real one). At most ``concurrency`` rows wait written ahead.
         written = await self._write_ahead(batch, row_pk, stop)
         if written is None:
             return
@@ -350,7 +352,7 @@ class BulkRunner:
         refund, payment = written
         stats.written += 1
         fault_point("bulk_after_write_ahead")
-        await self._send(refund, payment, cause, stats, stop, paced=True)
+        await self._send(refund, payment, cause, stats, stop)
 
     async def _write_ahead(
         self, batch: BulkBatch, row_pk: int, stop: asyncio.Event
@@ -372,7 +374,12 @@ class BulkRunner:
                 row = await session.get(BulkRow, row_pk, populate_existing=True)
                 if row is None or row.refund_pk is not None or row.payment_pk is None:
                     return None
-                payment = await session.get(Payment, row.payment_pk, populate_existing=True)
+                # Locked (PostgreSQL; SQLite has one writer anyway): rows of one payment
+                # run side by side, and each must judge it with the others' reservations
+                # in, not fail the ledger's optimistic check (``Expected``) over and over.
+                payment = await session.get(
+                    Payment, row.payment_pk, populate_existing=True, with_for_update=True
+                )
                 assert payment is not None and row.amount_minor is not None
                 facts = facts_of(payment)
                 violations = rules.check_refund(facts, payment.currency, row.amount_minor, now)
@@ -455,7 +462,7 @@ class BulkRunner:
             if not await self._claim_refund(refund_pk, stop):
                 return  # someone else has it (the poller): it is sent with the same id
             stats.resent += 1
-            await self._send(ledger.typed(refund), payment, cause, stats, stop, paced=True)
+            await self._send(ledger.typed(refund), payment, cause, stats, stop)
 
     async def _claim_refund(self, refund_pk: int, stop: asyncio.Event) -> bool:
         """Lease a PENDING refund, waiting out a dead driver's lease (at most lease_s)."""
@@ -485,21 +492,15 @@ class BulkRunner:
         cause: ledger.Cause,
         stats: RunStats,
         stop: asyncio.Event,
-        *,
-        paced: bool,
     ) -> None:
         """The one send path, with the shared limiter's pacing and same-id retries."""
         assert refund.id is not None
         refund_pk = refund.id
         request: RefundRequest = refund_request_for(refund, payment, self.notify_url)
-        first = paced
         rate_limited = unknown = 0
 
         async def before_call() -> bool:
-            nonlocal first
-            if not first:
-                await self.limiter.acquire()
-            first = False
+            await self.limiter.acquire()
             return await self.refunds.renew(refund_pk)
 
         while True:
