@@ -82,6 +82,7 @@ async def seed(url: str) -> int:
                     amount_minor=1_000,
                     status=RefundStatus.SUCCEEDED,
                     reason="customer_request",
+                    reason_text="Customer request",
                 )
             )
         pk = payment.id
