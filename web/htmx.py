@@ -8,12 +8,16 @@ Responses that vary this way carry ``Vary: HX-Request`` so no cache mixes them u
 The error handlers live here too because they make the same decision: a browser
 gets a full error page; an htmx request gets a small error fragment aimed at the
 page's toast area (``#toasts``), never into the table cell that asked.
+
+What every route shares at this edge lives here as well: ``REFUSED``, the status of a
+form the desk would not accept, and ``request_time``, the clock handlers judge by.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -37,6 +41,16 @@ TOAST_TARGET = "#toasts"
 # stream had hinted at them, so the page is right even without a stream.
 STALE = {"HX-Trigger": "desk:stale"}
 LOGIN_PATH = "/login"
+# A form or upload the desk refused, answered with its messages. 422 tells scripts and
+# tests it was refused; htmx is configured (base.html) to swap 422 bodies, so the
+# messages reach the page, and static/app.js does not report it as a failed request.
+REFUSED = 422
+
+
+def request_time() -> datetime:
+    """Now, in UTC: what a handler passes its services as ``now`` (the services take the
+    time as an argument, so their tests can pin it)."""
+    return datetime.now(UTC)
 
 
 def is_htmx(request: Request[Any, Any, Any]) -> bool:

@@ -16,12 +16,11 @@ from litestar.types import ControllerRouterHandler
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from web.auth import requires
+from web.htmx import REFUSED
 from web.models import Role, User
 from web.rules.access import ROLE_PERMISSIONS, Permission, can
 from web.services import api_keys
 from web.services.audit import Actor
-
-REFUSED = 422
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,13 +15,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from web.antom.money import format_plain
 from web.auth import requires
+from web.htmx import REFUSED
 from web.models import Role
 from web.rules.access import ROLE_PERMISSIONS, Permission
 from web.rules.caps import Caps
 from web.services import limits, users
 from web.services.audit import Actor
-
-REFUSED = 422
 
 
 @dataclass

@@ -15,12 +15,12 @@ from litestar.types import ControllerRouterHandler
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from web.auth import requires
+from web.htmx import REFUSED
 from web.models import RefundReason
 from web.rules.access import Permission
 from web.services import reasons
 from web.services.audit import Actor
 
-REFUSED = 422
 CHECKED = "on"  # what a ticked checkbox sends; an unticked one sends nothing
 
 

@@ -21,14 +21,12 @@ from litestar.types import ControllerRouterHandler
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from web.auth import requires
-from web.htmx import LOGIN_PATH
+from web.htmx import LOGIN_PATH, REFUSED
 from web.models import Role
 from web.rules.access import Permission
 from web.services import users
 from web.services.audit import Actor
 from web.settings import Settings
-
-REFUSED = 422
 
 
 @dataclass

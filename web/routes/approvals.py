@@ -8,7 +8,6 @@ page and a flash message; the page and every other open one re-read the refund l
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from litestar import Controller, Request, get, post
@@ -23,7 +22,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from web.antom.client import AntomClient
 from web.auth import requires
 from web.db import session_scope
-from web.htmx import page_or_fragment
+from web.htmx import REFUSED, page_or_fragment, request_time
 from web.live import awaiting_count
 from web.models import Refund, RefundStatus, User
 from web.routes.refunds import detail_context
@@ -32,8 +31,6 @@ from web.services import approvals
 from web.services.audit import Actor
 from web.services.refunds import RefundDraft
 from web.settings import Settings
-
-REFUSED = 422
 
 
 @dataclass
@@ -49,10 +46,6 @@ class EditForm:
     reason: str = ""
     note: str = ""
     ticket: str = ""
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _back(request: Request[Any, Any, Any], refund_pk: int) -> Redirect:
@@ -112,7 +105,7 @@ class ApprovalController(Controller):
                 revision=data.revision,
                 comment=data.comment,
                 notify_url=settings.refund_notify_url,
-                now=_now(),
+                now=request_time(),
                 who=actor,
                 request_id=actor.request_id,
             )
@@ -176,7 +169,7 @@ class ApprovalController(Controller):
                 user=current_user,
                 revision=data.revision,
                 draft=draft,
-                now=_now(),
+                now=request_time(),
                 who=actor,
                 request_id=actor.request_id,
             )

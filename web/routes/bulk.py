@@ -9,7 +9,6 @@ the batch's page and a flash message; the batch's state part re-reads itself liv
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from litestar import Controller, Request, get, post
@@ -24,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from web.auth import requires
-from web.htmx import page_or_fragment
+from web.htmx import REFUSED, page_or_fragment, request_time
 from web.live import batch_version
 from web.models import BulkBatch, BulkStatus, User
 from web.rules.access import Permission, can, may_approve
@@ -34,7 +33,6 @@ from web.services.bulk_run import BulkRunner
 from web.services.reasons import catalogue
 from web.settings import Settings
 
-REFUSED = 422
 MAX_UPLOAD_BYTES = bulk.MAX_CSV_BYTES + 64 * 1024
 ROWS_SHOWN = 500
 
@@ -64,10 +62,6 @@ class RowForm:
     note: str = ""
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _back(request: Request[Any, Any, Any], batch_pk: int) -> Redirect:
     return Redirect(request.app.route_reverse("bulk:detail", batch_pk=batch_pk), status_code=303)
 
@@ -77,7 +71,7 @@ async def state_context(session: AsyncSession, batch: BulkBatch, user: User) -> 
     assert batch.id is not None
     version = await batch_version(session, batch.id)  # reloads the row
     batch = bulk.typed(batch)
-    progress = await bulk.progress(session, batch, _now())
+    progress = await bulk.progress(session, batch, request_time())
     requester = await session.get(User, batch.created_by)
     decider = await session.get(User, batch.decided_by) if batch.decided_by else None
     awaiting = batch.status is BulkStatus.AWAITING
@@ -125,7 +119,7 @@ class BulkController(Controller):
                 inputs=bulk.rows_of(parsed),
                 source="csv",
                 filename=data.file.filename,
-                now=_now(),
+                now=request_time(),
                 who=actor,
                 recent_days=settings.bulk.recent_days,
             )
@@ -180,7 +174,7 @@ class BulkController(Controller):
                 inputs=inputs,
                 source="selection",
                 filename=None,
-                now=_now(),
+                now=request_time(),
                 who=actor,
                 recent_days=settings.bulk.recent_days,
             )
@@ -264,7 +258,7 @@ class BulkController(Controller):
                 excluded=data.excluded != "0",
                 user=current_user,
                 revision=data.revision,
-                now=_now(),
+                now=request_time(),
                 who=actor,
                 recent_days=settings.bulk.recent_days,
             )
@@ -294,7 +288,7 @@ class BulkController(Controller):
                 amount_text=data.amount,
                 reason=data.reason,
                 note=data.note,
-                now=_now(),
+                now=request_time(),
                 who=actor,
                 recent_days=settings.bulk.recent_days,
             )
@@ -323,7 +317,7 @@ class BulkController(Controller):
                 approver=current_user,
                 revision=data.revision,
                 comment=data.comment,
-                now=_now(),
+                now=request_time(),
                 who=actor,
                 recent_days=settings.bulk.recent_days,
             )

@@ -22,13 +22,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from web.auth import requires
-from web.htmx import page_or_fragment, wants_fragment
+from web.htmx import REFUSED, page_or_fragment, wants_fragment
 from web.models import OrderImport, User
 from web.rules.access import Permission
 from web.services import orders, uploads
 from web.services.audit import Actor
 
-REFUSED = 422
 # The file plus the multipart envelope.
 MAX_UPLOAD_BYTES = orders.MAX_CSV_BYTES + 64 * 1024
 

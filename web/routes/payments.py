@@ -15,7 +15,7 @@ that arrived since it was rendered.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from litestar import Controller, Request, get, post
@@ -31,7 +31,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from web.antom.client import AntomClient
 from web.auth import requires
 from web.db import session_scope
-from web.htmx import page_or_fragment, page_or_oob, wants_fragment
+from web.htmx import REFUSED, page_or_fragment, page_or_oob, request_time, wants_fragment
 from web.live import payment_version, refund_version
 from web.models import Payment, Refund, RefundStatus, User
 from web.request_ids import request_id_of
@@ -50,10 +50,6 @@ from web.services.refunds import (
 )
 from web.settings import Settings
 from web.timezones import zone
-
-# 422 tells scripts and tests the refund was refused; htmx is configured (base.html) to
-# swap 422 bodies, so the messages of the refused form reach the page.
-REFUSED = 422
 
 
 @dataclass
@@ -115,10 +111,6 @@ class ListLive:
         return ",".join(str(pk) for pk, _ in self.shown)
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def parse_ids(text: str) -> list[int]:
     """``"12,7,9"`` → ``[12, 7, 9]``; anything malformed is dropped."""
     return [
@@ -154,7 +146,7 @@ async def _payment_context(
 ) -> dict[str, Any]:
     """Everything the payment page and its fragments render from (``form``: the refund
     form as it should show; a fresh one otherwise)."""
-    now = _now()
+    now = request_time()
     form = form or await fresh_form(session, payment, user, now)
     facts = await payment_facts(session, payment)
     refunds = await listing.refunds_of_payment(session, payment)
@@ -333,7 +325,7 @@ class PaymentController(Controller):
         await exports.record_export(
             db_session, actor, "payments", filters.query_params(), filters.zone
         )
-        name = exports.export_name("payments", datetime.now(UTC))
+        name = exports.export_name("payments", request_time())
         return Stream(
             exports.payment_rows(engine, filters),
             media_type="text/csv; charset=utf-8",
@@ -352,7 +344,7 @@ class PaymentController(Controller):
         payment = await _payment_or_404(db_session, payment_pk)
         form = None
         if again is not None:
-            form = await again_form(db_session, payment, current_user, again, _now())
+            form = await again_form(db_session, payment, current_user, again, request_time())
         context = await _payment_context(db_session, payment, current_user, form=form)
         return Template(template_name="payments/detail.html", context=context)
 
@@ -370,7 +362,7 @@ class PaymentController(Controller):
         """
         payment = await _payment_or_404(db_session, payment_pk)
         form = await recheck(
-            db_session, payment, current_user, data.draft(), data.amount_default, _now()
+            db_session, payment, current_user, data.draft(), data.amount_default, request_time()
         )
         context = await _payment_context(db_session, payment, current_user, form=form)
         result = await _result_refund(db_session, payment, data.result)
@@ -392,7 +384,7 @@ class PaymentController(Controller):
     ) -> Template:
         payment = await _payment_or_404(db_session, payment_pk)
         form = await recheck(
-            db_session, payment, current_user, data.draft(), data.amount_default, _now()
+            db_session, payment, current_user, data.draft(), data.amount_default, request_time()
         )
         context = await _payment_context(db_session, payment, current_user, form=form)
         return Template(template_name="payments/_refund_checks.html", context=context)
@@ -424,7 +416,7 @@ class PaymentController(Controller):
             user=current_user,
             draft=data.draft(),
             notify_url=settings.refund_notify_url,
-            now=_now(),
+            now=request_time(),
             request_id=request_id_of(request),
             who=actor,
             approval_ttl=settings.approval_ttl,
@@ -462,7 +454,7 @@ async def _refused(
     button that was pressed, and whatever has focus, stay where they are)."""
     # Keep what the agent typed, judged against the payment as it is now: a refusal for
     # a stale form must not refuse every later attempt too.
-    form = await recheck(session, payment, user, data.draft(), data.amount_default, _now())
+    form = await recheck(session, payment, user, data.draft(), data.amount_default, request_time())
     if "form" in outcome.check.errors:
         form = OpenForm(
             form.draft,

@@ -27,13 +27,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from web.auth import requires
-from web.htmx import page_or_fragment, wants_fragment
+from web.htmx import REFUSED, page_or_fragment, wants_fragment
 from web.models import SettlementImport, User
 from web.rules.access import Permission
 from web.services import listing, settlement, uploads
 from web.services.audit import Actor
 
-REFUSED = 422
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024  # a report of about 600,000 rows
 
 

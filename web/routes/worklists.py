@@ -24,7 +24,7 @@ from litestar.types import ControllerRouterHandler
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from web.auth import requires
-from web.htmx import STALE, page_or_fragment, wants_fragment
+from web.htmx import REFUSED, STALE, page_or_fragment, wants_fragment
 from web.live import open_alert_count, worklist_version
 from web.models import User
 from web.rules.access import Permission
@@ -40,8 +40,6 @@ from web.services.worklist_queries import (
     queue_counts,
     worklist_filters,
 )
-
-REFUSED = 422
 
 
 @dataclass

@@ -38,15 +38,15 @@ from web.services import audit, ledger, limits
 from web.services.refunds import (
     FormCheck,
     RefundDraft,
-    Requested,
     SubmitOutcome,
     check_draft,
     facts_of,
+    ready_to_send,
     send_requested,
     status_message,
     without_own_hold,
 )
-from web.services.sending import RETRY_DELAYS_S, refund_request_for
+from web.services.sending import RETRY_DELAYS_S
 
 log = logging.getLogger(__name__)
 
@@ -172,12 +172,7 @@ async def approve(
         if approved is None:
             raise ApprovalError(_changed_meanwhile)
         await session.commit()
-    requested = Requested(
-        approved,
-        payment,
-        FormCheck(approved.amount_minor, {}, ""),
-        refund_request_for(approved, payment, notify_url),
-    )
+    requested = ready_to_send(approved, payment, notify_url)
     sent_cause = dataclasses.replace(cause, source=EventSource.ANTOM_RESPONSE)
     outcome: SubmitOutcome = await send_requested(
         engine, antom, requested, cause=sent_cause, retry_delays=retry_delays
@@ -318,12 +313,7 @@ async def send_edited(
     async with session_scope(engine) as session:
         payment = await session.get(Payment, refund.payment_pk)
         assert payment is not None
-    requested = Requested(
-        refund,
-        payment,
-        FormCheck(refund.amount_minor, {}, ""),
-        refund_request_for(refund, payment, notify_url),
-    )
+    requested = ready_to_send(refund, payment, notify_url)
     cause = ledger.Cause(
         EventSource.ANTOM_RESPONSE,
         who.request_id if who else None,

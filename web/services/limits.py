@@ -31,19 +31,28 @@ def _caps(row: SpendingLimit | None) -> Caps | None:
     return None if row is None else Caps(row.max_single_minor, row.max_day_minor)
 
 
-async def caps_for(session: AsyncSession, user: User, currency: str) -> Caps:
-    """The caps ``user`` works under in ``currency`` now (their own row, else their role's)."""
-    rows = (
+async def _own_and_role_rows(
+    session: AsyncSession, user: User, currency: str | None = None
+) -> Sequence[SpendingLimit]:
+    """``user``'s own SpendingLimit rows and their role's, by currency (only ``currency``'s
+    when given). Both kinds come back: which one wins is the caller's rule, so the caps
+    the desk applies (``caps_for``) and the limits a person is shown (``limits_for``)
+    start from the same rows."""
+    subject = sa.or_(
+        col(SpendingLimit.user_id) == user.id,
+        col(SpendingLimit.role) == str(user.role),
+    )
+    in_currency = [] if currency is None else [SpendingLimit.currency == currency]
+    return (
         await session.exec(
-            select(SpendingLimit).where(
-                SpendingLimit.currency == currency,
-                sa.or_(
-                    col(SpendingLimit.user_id) == user.id,
-                    col(SpendingLimit.role) == str(user.role),
-                ),
-            )
+            select(SpendingLimit).where(subject, *in_currency).order_by(col(SpendingLimit.currency))
         )
     ).all()
+
+
+async def caps_for(session: AsyncSession, user: User, currency: str) -> Caps:
+    """The caps ``user`` works under in ``currency`` now (their own row, else their role's)."""
+    rows = await _own_and_role_rows(session, user, currency)
     own = next((r for r in rows if r.user_id is not None), None)
     role = next((r for r in rows if r.role is not None), None)
     return effective_caps(
@@ -90,18 +99,7 @@ async def spent(
 
 async def limits_for(session: AsyncSession, user: User) -> Sequence[SpendingLimit]:
     """The rows that apply to ``user``: their own, and their role's where they have none."""
-    rows = (
-        await session.exec(
-            select(SpendingLimit)
-            .where(
-                sa.or_(
-                    col(SpendingLimit.user_id) == user.id,
-                    col(SpendingLimit.role) == str(user.role),
-                )
-            )
-            .order_by(col(SpendingLimit.currency))
-        )
-    ).all()
+    rows = await _own_and_role_rows(session, user)
     own = {r.currency for r in rows if r.user_id is not None}
     return [r for r in rows if r.user_id is not None or r.currency not in own]
 

@@ -454,6 +454,18 @@ async def submit_refund(
     return await send_requested(engine, antom, requested, cause=cause, retry_delays=retry_delays)
 
 
+def ready_to_send(refund: Refund, payment: Payment, notify_url: str | None) -> Requested:
+    """A refund already judged and now PENDING (approved, or edited under every cap) as
+    ``send_requested`` takes it: its Antom request from the committed row, and a clean
+    check of its own amount (the judging happened when it was approved or edited)."""
+    return Requested(
+        refund,
+        payment,
+        FormCheck(refund.amount_minor, {}, ""),
+        refund_request_for(refund, payment, notify_url),
+    )
+
+
 async def send_requested(
     engine: AsyncEngine,
     antom: AntomClient,
