@@ -61,7 +61,10 @@ class RefundController(Controller):
         sort: FromQuery[str] = "",
         direction: FromQuery[str] = "",
         cursor: FromQuery[str] = "",
+        part: FromQuery[str] = "",
     ) -> Template:
+        """The list; ``part=totals`` is the per-currency totals alone, which the page
+        fetches after it is shown (an exact sum over every match is the slow part)."""
         filters = listing.refund_filters(
             status=status,
             agent=agent,
@@ -79,6 +82,14 @@ class RefundController(Controller):
             cursor=cursor,
             zone=current_user.time_zone,
         )
+        if part == "totals":
+            return Template(
+                template_name="refunds/_totals.html",
+                context={
+                    "totals": await listing.refund_totals(db_session, filters),
+                    "filters": filters,
+                },
+            )
         page = await listing.list_refunds(db_session, filters)
         live = ListLive(
             await freshness.newest_refund_id(db_session),
@@ -87,7 +98,7 @@ class RefundController(Controller):
         )
         context = {
             "page": page,
-            "totals": await listing.refund_totals(db_session, filters),
+            "totals_later": True,
             "filters": filters,
             "choices": await listing.refund_choices(db_session, filters),
             "live": live,
