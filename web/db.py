@@ -7,12 +7,10 @@ instances) behave the same way from the services' point of view:
   transaction starts with ``BEGIN IMMEDIATE``: pysqlite otherwise delays ``BEGIN``
   until the first write, so a read-check-write (the refund reservation) would not be
   atomic, and a deferred read that later writes can fail at once with SQLITE_BUSY.
-  So SQLite has one transaction at a time anyway, and each process keeps ONE pooled
-  connection: its transactions queue for it in asyncio, in order, instead of each
-  holding a connection that waits in SQLite's busy handler, which sleeps in steps of up
-  to 100 ms and leaves the lock idle meanwhile (a 2,000-row bulk run: 0.77 → 0.99 of
-  the allowed rate, README "Performance harness"). Other processes on the same file (a
-  CLI import) still meet the busy timeout.
+  One pooled connection per process (transactions queueing in asyncio rather than in
+  SQLite's sleeping busy handler) was tried and taken back: it made a bulk run 30 %
+  faster but twice left a page waiting 15 s on a lock right after a browser closed a
+  page mid-request (README "Performance harness").
 * PostgreSQL uses psycopg 3 (async here, sync for Alembic).
 """
 
@@ -69,13 +67,7 @@ def _configure_sqlite(sync_engine: sa.Engine, url: str) -> None:
 def make_engine(url: str) -> AsyncEngine:
     """An async engine for a normalised URL (``sqlite+aiosqlite`` / ``postgresql+psycopg``)."""
     if url.startswith("sqlite"):
-        engine = create_async_engine(
-            url,
-            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
-            pool_size=1,
-            max_overflow=0,
-            pool_timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
-        )
+        engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         _configure_sqlite(engine.sync_engine, url)
         return engine
     return create_async_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
