@@ -127,11 +127,6 @@ async def provide_db_session(state: State) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-async def ping(engine: AsyncEngine) -> None:
-    async with engine.connect() as conn:
-        await conn.execute(sa.text("SELECT 1"))
-
-
 def alembic_config(url: str | None = None) -> Any:
     """Alembic configuration from ``[tool.alembic]`` in pyproject.toml, pointed at ``url``."""
     cfg = Config(toml_file=str(ROOT / "pyproject.toml"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -254,3 +255,113 @@ def wrk(
 def summary(label: str, values: Sequence[float], unit: str = "") -> str:
     """``label  median (min … max) unit  [N runs]``."""
     return f"{label:<44} {spread(values)}{unit}  [{len(values)} run(s)]"
+
+
+# ---------------------------------------------------------------- profiles
+
+# Where a sampled stack is spent, by the first frame from the leaf up that belongs to one
+# of these (so Babel under web/antom/money.py counts as desk code, a psycopg wait under
+# an ORM call as the database). Order matters only for frames that match several.
+BUCKETS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("database (SQLAlchemy, driver)", ("/sqlalchemy/", "/sqlmodel/", "/psycopg", "/aiosqlite/",
+                                       "/greenlet/", "sqlite3")),
+    ("templates (Jinja2)", ("/jinja2/", "/markupsafe/", ".html")),
+    ("signatures (RSA)", ("/cryptography/",)),
+    ("desk code (web/)", ("/web/",)),
+    ("framework (Litestar, uvicorn, h11)", ("/litestar/", "/uvicorn/", "/h11/", "/httptools/",
+                                             "/msgspec/", "/anyio/", "/prometheus_client/",
+                                             "/multipart/")),
+    ("logging", ("/logging/",)),
+)  # fmt: skip
+IDLE = "idle (event loop waiting on sockets: the database, the client)"
+OTHER = "other (asyncio, stdlib)"
+_FRAME = re.compile(r"^(?P<name>.*) \((?P<path>.*?):\d+\)$")
+
+
+def bucket_of(stack: Sequence[str]) -> str:
+    """The bucket of one py-spy stack (root first, as ``name (path:line)`` frames)."""
+    # py-spy names files relative to their sys.path entry ("litestar/app.py", "web/db.py").
+    paths = ["/" + m.group("path").lstrip("/") for f in stack if (m := _FRAME.match(f))]
+    leaf = stack[-1] if stack else ""
+    if "select" in leaf and "selectors.py" in leaf:
+        return IDLE
+    for path in reversed(paths):
+        for name, marks in BUCKETS:
+            if any(mark in path for mark in marks):
+                return name
+    return OTHER
+
+
+def breakdown(raw: Path) -> tuple[int, list[tuple[str, float]]]:
+    """(samples, [(bucket, share)]) of a ``py-spy record -f raw`` file, main thread only
+    (the logging thread's idle wait is not request time)."""
+    counts: dict[str, int] = {}
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack_text, _, n = line.rpartition(" ")
+        if not stack_text:
+            continue
+        stack = stack_text.split(";")
+        if any("Thread.run" in f or "Thread._bootstrap" in f for f in stack):
+            continue
+        total += int(n)
+        name = bucket_of(stack)
+        counts[name] = counts.get(name, 0) + int(n)
+    shares = sorted(((k, v / total) for k, v in counts.items()), key=lambda kv: -kv[1])
+    return total, shares
+
+
+def hottest_desk_frames(raw: Path, top: int = 8) -> list[tuple[str, float]]:
+    """The desk's own functions (web/) by inclusive share of main-thread samples."""
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack_text, _, n = line.rpartition(" ")
+        if not stack_text or "Thread.run" in stack_text:
+            continue
+        total += int(n)
+        seen = set()
+        for frame in stack_text.split(";"):
+            m = _FRAME.match(frame)
+            path = "/" + m.group("path").lstrip("/") if m else ""
+            if m and "/web/" in path:
+                key = f"{m.group('name')} ({path.split('/web/', 1)[1]})"
+                if key not in seen:
+                    seen.add(key)
+                    inclusive[key] = inclusive.get(key, 0) + int(n)
+    ranked = sorted(inclusive.items(), key=lambda kv: -kv[1])[:top]
+    return [(k, v / total) for k, v in ranked]
+
+
+@contextmanager
+def profiled(pid: int | None, out: Path | None) -> Iterator[None]:
+    """``py-spy record`` of process ``pid`` (and its worker processes) while the block
+    runs, into ``out`` as raw stacks; nothing when ``out`` is None. py-spy writes its file
+    when interrupted, which is how the block's end stops it."""
+    if pid is None or out is None:
+        yield
+        return
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    process = subprocess.Popen(
+        [spy, "record", "--pid", str(pid), "--subprocesses", "--rate", "200",
+         "--format", "raw", "--output", str(out), "--nonblocking"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        time.sleep(1.0)  # py-spy's attach, before the measured load begins (a bench, not a test)
+        assert process.poll() is None, f"py-spy stopped: {process.communicate()[1]}"
+        yield
+    finally:
+        process.send_signal(signal.SIGINT)
+        _out, err = process.communicate(timeout=120)
+        assert out.exists(), f"py-spy wrote no profile: {err}"
+
+
+def print_profile(label: str, raw: Path) -> None:
+    samples, shares = breakdown(raw)
+    print(f"\nprofile of {label} ({samples} samples, {raw}):")
+    for name, share in shares:
+        print(f"  {share:6.1%}  {name}")
+    print("  hottest desk functions (inclusive):")
+    for name, share in hottest_desk_frames(raw):
+        print(f"  {share:6.1%}  {name}")

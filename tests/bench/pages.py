@@ -13,6 +13,8 @@ path at a time for ``-d`` seconds: ``GET /payments/{id}``, ``POST
 and the CSRF token), ``GET /healthz``, and the bare handler ``GET /bench/bare-get`` in
 the same app. Each run measures the bare handler next to the pages, so each ratio is
 against a baseline of the same run; printed as median (min … max) over ``--runs``.
+``--profile DIR`` samples the server with py-spy while each path runs in the last run and
+prints where the time went (database, templates, framework, desk code, idle).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from tests.bench.harness import (  # noqa: E402
     BENCH_DIR,
     PG_SERVER,
     Server,
+    print_profile,
+    profiled,
     scratch_database,
     summary,
     wrk,
@@ -126,9 +130,13 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=1, help="uvicorn workers (default 1)")
     parser.add_argument("--sqlite", action="store_true", help="SQLite instead of PostgreSQL")
     parser.add_argument("--database-url", default=PG_SERVER, help="PostgreSQL server")
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy each path in the last run; raw stacks in this folder"
+    )
     args = parser.parse_args()
     ratios: dict[str, list[float]] = {"payment page": [], "live validation": [], "/healthz": []}
     bare_rates: list[float] = []
+    profiles: dict[str, Path] = {}
     with tempfile.TemporaryDirectory() as tmp_name, ExitStack() as stack:
         tmp = Path(tmp_name)
         if args.sqlite:
@@ -177,28 +185,36 @@ def main() -> int:
             }
             script = BENCH_DIR / "requests.lua"
 
-            def rate(name: str, seconds: int) -> float:
-                result = wrk(
-                    server.base, script, [str(files[name]), "1", "cycle"],
-                    connections=args.c, threads=1, duration_s=seconds,
-                )  # fmt: skip
+            def rate(name: str, seconds: int, profile: Path | None = None) -> float:
+                with profiled(server.pid, profile):
+                    result = wrk(
+                        server.base, script, [str(files[name]), "1", "cycle"],
+                        connections=args.c, threads=1, duration_s=seconds,
+                    )  # fmt: skip
                 assert result.non_2xx == 0 and result.errors == 0, (name, result)
                 return result.rate
 
             for name in files:
                 rate(name, 1)  # warm every path
-            for _ in range(args.runs):
+            if args.profile:
+                args.profile.mkdir(parents=True, exist_ok=True)
+            for run in range(args.runs):
                 bare = rate("bare", args.d)
                 bare_rates.append(bare)
                 line = [f"  bare {bare:7.1f} req/s"]
                 for name in ratios:
-                    got = rate(name, args.d)
+                    if args.profile and run == args.runs - 1:
+                        slug = re.sub(r"[^a-z]+", "-", name).strip("-")
+                        profiles[name] = args.profile / f"{slug}.txt"
+                    got = rate(name, args.d, profiles.get(name))
                     ratios[name].append(got / bare)
                     line.append(f"{name} {got:6.1f} req/s = {got / bare:.3f}")
                 print(" | ".join(line), flush=True)
     print(summary("bare handler, req/s", bare_rates))
     for name, values in ratios.items():
         print(summary(f"{name} / bare throughput", values))
+    for name, raw in profiles.items():
+        print_profile(name, raw)
     return 0
 
 

@@ -16,7 +16,9 @@ dedupe never short-circuits. After each run the database is counted: every
 notification must have stored its inbox row and settled its refund exactly once.
 
 Printed per run and as median (min … max): requests/s of both, the ratio, the server's
-CPU per notification, and lost notifications.
+CPU per notification, and lost notifications. ``--profile FILE`` also samples the server
+with py-spy during the last run's webhooks and prints where its time went (database,
+templates, framework, the desk's own code, idle) and the desk's hottest functions.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ from tests.bench.harness import (  # noqa: E402
     PG_SERVER,
     Server,
     cpu_seconds,
+    print_profile,
+    profiled,
     scratch_database,
     summary,
     wrk,
@@ -170,7 +174,9 @@ def bare_requests(path: Path, source: Path) -> None:
             out.write("\n")
 
 
-def one_run(url: str, n: int, workers: int, connections: int, tmp: Path) -> dict[str, float]:
+def one_run(
+    url: str, n: int, workers: int, connections: int, tmp: Path, profile: Path | None = None
+) -> dict[str, float]:
     antom_key, merchant_key = generate_private_key(), generate_private_key()
     rrids = asyncio.run(seed(url, n))
     hooks, bare = tmp / "hooks.txt", tmp / "bare.txt"
@@ -198,9 +204,12 @@ def one_run(url: str, n: int, workers: int, connections: int, tmp: Path) -> dict
             server.base, script, [str(bare), str(threads), "cycle"],
             connections=connections, duration_s=max(3, n // 1000),
         )  # fmt: skip
-        cpu0 = cpu_seconds(server.pid)
-        hook = wrk(server.base, script, [str(hooks), str(threads), "once"], connections=connections)
-        cpu = cpu_seconds(server.pid) - cpu0
+        with profiled(server.pid, profile):
+            cpu0 = cpu_seconds(server.pid)
+            hook = wrk(
+                server.base, script, [str(hooks), str(threads), "once"], connections=connections
+            )
+            cpu = cpu_seconds(server.pid) - cpu0
     settled, inbox, moved = asyncio.run(counts(url, rrids))
     lost = n - min(settled, inbox, moved)
     print(
@@ -227,6 +236,9 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=1, help="uvicorn workers (default 1)")
     parser.add_argument("--sqlite", action="store_true", help="SQLite instead of PostgreSQL")
     parser.add_argument("--database-url", default=PG_SERVER, help="PostgreSQL server")
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy the server during the last run, raw stacks here"
+    )
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
@@ -240,14 +252,18 @@ def main() -> int:
             f"{args.c} connections, {args.workers} worker(s)",
             flush=True,
         )
-        for _ in range(args.runs):
-            results.append(one_run(url, args.n, args.workers, args.c, Path(tmp)))
+        for run in range(args.runs):
+            last = run == args.runs - 1
+            profile = args.profile if last else None
+            results.append(one_run(url, args.n, args.workers, args.c, Path(tmp), profile))
     print(summary("bare handler, req/s", [r["bare"] for r in results]))
     print(summary("webhook ingest, req/s", [r["hook"] for r in results]))
     print(summary("webhook / bare throughput", [r["ratio"] for r in results]))
     print(summary("server CPU per notification, ms", [r["cpu_ms"] for r in results]))
     lost = sum(int(r["lost"]) for r in results)
     print(f"{'lost (not stored+settled once, or non-2xx)':<44} {lost}")
+    if args.profile:
+        print_profile("the server during the last run's webhooks", args.profile)
     return 0 if lost == 0 else 1
 
 

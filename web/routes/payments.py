@@ -14,6 +14,7 @@ that arrived since it was rendered.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -45,7 +46,6 @@ from web.services.refund_form import OpenForm, again_form, fresh_form, recheck
 from web.services.refunds import (
     RefundDraft,
     SubmitOutcome,
-    payment_facts,
     submit_refund,
 )
 from web.settings import Settings
@@ -148,7 +148,7 @@ async def _payment_context(
     form as it should show; a fresh one otherwise)."""
     now = request_time()
     form = form or await fresh_form(session, payment, user, now)
-    facts = await payment_facts(session, payment)
+    facts = form.facts
     refunds = await listing.refunds_of_payment(session, payment)
     return {
         "payment": payment,
@@ -455,24 +455,8 @@ async def _refused(
     # Keep what the agent typed, judged against the payment as it is now: a refusal for
     # a stale form must not refuse every later attempt too.
     form = await recheck(session, payment, user, data.draft(), data.amount_default, request_time())
-    if "form" in outcome.check.errors:
-        form = OpenForm(
-            form.draft,
-            outcome.check,
-            form.amount_default,
-            form.refundable_minor,
-            rearmed=True,
-            notice=form.notice,
-        )
-    else:
-        form = OpenForm(
-            form.draft,
-            outcome.check,
-            form.amount_default,
-            form.refundable_minor,
-            form.rearmed,
-            form.notice,
-        )
+    rearmed = form.rearmed or "form" in outcome.check.errors
+    form = dataclasses.replace(form, check=outcome.check, rearmed=rearmed)
     context = await _payment_context(session, payment, user, form=form)
     return page_or_oob(
         request,

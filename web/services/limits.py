@@ -74,25 +74,26 @@ async def spent(
     """What counts against the caps: this person's refunds in ``currency`` over the last
     24 hours, and this payment's refunds for ``reason`` (failed and rejected ones do not
     count; ``excluding_refund_pk`` leaves out a pending request being edited)."""
-    counting = col(Refund.status).in_(COUNTING)
+    amount = col(Refund.amount_minor)
+    mine_today = sa.and_(
+        col(Refund.agent_id) == user_id,
+        col(Refund.currency) == currency,
+        col(Refund.created_at) > now - DAY,
+    )
+    same_reason = sa.and_(col(Refund.payment_pk) == payment_pk, col(Refund.reason) == reason)
     others = [] if excluding_refund_pk is None else [col(Refund.id) != excluding_refund_pk]
-    day = await session.exec(
-        select(sa.func.coalesce(sa.func.sum(Refund.amount_minor), 0)).where(
-            col(Refund.agent_id) == user_id,
-            Refund.currency == currency,
-            col(Refund.created_at) > now - DAY,
-            counting,
-            *others,
+    # Both sums in one statement: the form re-judges on every keystroke.
+    day, reason_total = (
+        await session.exec(
+            select(
+                sa.func.coalesce(sa.func.sum(sa.case((mine_today, amount), else_=0)), 0),
+                sa.func.coalesce(sa.func.sum(sa.case((same_reason, amount), else_=0)), 0),
+            ).where(col(Refund.status).in_(COUNTING), sa.or_(mine_today, same_reason), *others)
         )
-    )
-    same_reason = await session.exec(
-        select(sa.func.coalesce(sa.func.sum(Refund.amount_minor), 0)).where(
-            Refund.payment_pk == payment_pk, Refund.reason == reason, counting, *others
-        )
-    )
+    ).one()
     return Spent(
-        day_minor=int(day.one()),
-        reason_minor=int(same_reason.one()),
+        day_minor=int(day),
+        reason_minor=int(reason_total),
         payment_amount_minor=payment_amount_minor,
     )
 

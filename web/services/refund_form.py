@@ -23,7 +23,15 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from web.antom.money import format_minor, format_plain
 from web.models import Payment, Refund, RefundStatus, User
-from web.services.refunds import FormCheck, RefundDraft, check_draft, new_form, payment_facts
+from web.rules.refunds import PaymentFacts
+from web.services.refunds import (
+    FormCheck,
+    RefundDraft,
+    blank_draft,
+    check_draft,
+    new_form,
+    payment_facts,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +41,9 @@ class OpenForm:
     draft: RefundDraft  # what the form holds (amount, reason, note, tokens)
     check: FormCheck  # its messages and button
     amount_default: str  # the amount the form offers by itself ("" when nothing is left)
-    refundable_minor: int
+    # The payment as the form was judged against it: the page around the form renders
+    # from the same reading, so the two cannot disagree.
+    facts: PaymentFacts
     rearmed: bool = False  # the payment changed under the form; it now judges the new state
     notice: str | None = None  # what the agent should know about that
 
@@ -47,18 +57,18 @@ async def recheck(
     now: datetime,
 ) -> OpenForm:
     """Judge ``draft``; re-arm it first if the payment changed since it was rendered."""
-    fresh, _ = await new_form(session, payment, user, now)
     facts = await payment_facts(session, payment)
+    fresh = blank_draft(payment, facts)
     if draft.refundable_token == fresh.refundable_token:
-        check = _quiet(await check_draft(session, payment, user, draft, now), draft)
-        return OpenForm(draft, check, amount_default, facts.refundable_minor)
+        check = _quiet(await check_draft(session, payment, user, draft, now, facts=facts), draft)
+        return OpenForm(draft, check, amount_default, facts)
     edited = draft.amount_text.strip() != amount_default.strip()
     draft = dataclasses.replace(
         draft,
         refundable_token=fresh.refundable_token,
         amount_text=draft.amount_text if edited else fresh.amount_text,
     )
-    check = _quiet(await check_draft(session, payment, user, draft, now), draft)
+    check = _quiet(await check_draft(session, payment, user, draft, now, facts=facts), draft)
     refundable = format_minor(facts.refundable_minor, payment.currency)
     notice = f"This payment changed while you were editing: {refundable} is now refundable."
     if facts.refundable_minor <= 0:
@@ -71,7 +81,7 @@ async def recheck(
         draft,
         check,
         fresh.amount_text,
-        facts.refundable_minor,
+        facts,
         rearmed=True,
         notice=notice,
     )
@@ -90,9 +100,9 @@ def _quiet(check: FormCheck, draft: RefundDraft) -> FormCheck:
 async def fresh_form(
     session: AsyncSession, payment: Payment, user: User, now: datetime
 ) -> OpenForm:
-    draft, check = await new_form(session, payment, user, now)
     facts = await payment_facts(session, payment)
-    return OpenForm(draft, check, draft.amount_text, facts.refundable_minor)
+    draft, check = await new_form(session, payment, user, now, facts=facts)
+    return OpenForm(draft, check, draft.amount_text, facts)
 
 
 async def again_form(
@@ -114,7 +124,7 @@ async def again_form(
         note=failed.note or "",
         ticket=failed.ticket_ref or "",
     )
-    check = await check_draft(session, payment, user, draft, now)
+    check = await check_draft(session, payment, user, draft, now, facts=base.facts)
     notice = (
         f"Refunding again after the failed refund {failed.refund_request_id}: this is a "
         "new refund, with a new id. Check the amount and the reason, then submit."

@@ -168,26 +168,23 @@ def facts_of(payment: Payment) -> rules.PaymentFacts:
 
 
 async def new_form(
-    session: AsyncSession, payment: Payment, user: User, now: datetime
+    session: AsyncSession,
+    payment: Payment,
+    user: User,
+    now: datetime,
+    *,
+    facts: rules.PaymentFacts | None = None,
 ) -> tuple[RefundDraft, FormCheck]:
     """A fresh form: the amount still refundable, fixed currency, new tokens.
 
     The check leaves out "choose a reason" and, when nothing is refundable, "enter an
     amount": the agent has not had the chance yet. What cannot be fixed is shown.
+    ``facts``: the payment as this transaction just read it (``payment_facts``), so one
+    request judges the form and renders the page from one reading; read here otherwise.
     """
-    facts = await payment_facts(session, payment)
-    draft = RefundDraft(
-        amount_text=(
-            format_plain(facts.refundable_minor, payment.currency)
-            if facts.refundable_minor > 0
-            else ""
-        ),
-        currency=payment.currency,
-        reason="",
-        note="",
-        form_token=new_form_token(),
-        refundable_token=_RefundableState.of(facts).encode(),
-    )
+    if facts is None:
+        facts = await payment_facts(session, payment)
+    draft = blank_draft(payment, facts)
     check = await _evaluate(session, payment, user, draft, now, facts)
     # Fields the agent has not had the chance to fill in are not wrong yet.
     errors = {k: v for k, v in check.errors.items() if k not in ("reason", "note")}
@@ -218,19 +215,38 @@ async def check_draft(
     now: datetime,
     *,
     editing: Refund | None = None,
+    facts: rules.PaymentFacts | None = None,
 ) -> FormCheck:
     """Live validation: exactly what ``submit_refund`` will decide, field by field.
 
     ``editing``: a request awaiting approval being changed; its own hold on the payment
     and its own amount in the totals are left out (the ledger moves the hold by the
     difference), and there is no stale-form check (the edit names the revision instead).
+    ``facts``: as for ``new_form``.
     """
-    facts = await payment_facts(session, payment)
+    if facts is None:
+        facts = await payment_facts(session, payment)
     if editing is None:
         return await _evaluate(session, payment, user, draft, now, facts)
     facts = without_own_hold(facts, editing)
     draft = dataclasses.replace(draft, refundable_token=_RefundableState.of(facts).encode())
     return await _evaluate(session, payment, user, draft, now, facts, editing.id)
+
+
+def blank_draft(payment: Payment, facts: rules.PaymentFacts) -> RefundDraft:
+    """The draft a new form starts from: what is still refundable, new tokens."""
+    return RefundDraft(
+        amount_text=(
+            format_plain(facts.refundable_minor, payment.currency)
+            if facts.refundable_minor > 0
+            else ""
+        ),
+        currency=payment.currency,
+        reason="",
+        note="",
+        form_token=new_form_token(),
+        refundable_token=_RefundableState.of(facts).encode(),
+    )
 
 
 def stale_message(facts: rules.PaymentFacts) -> str:
