@@ -292,9 +292,11 @@ def bucket_of(stack: Sequence[str]) -> str:
     return OTHER
 
 
-def breakdown(raw: Path) -> tuple[int, list[tuple[str, float]]]:
+def breakdown(raw: Path, within: str | None = None) -> tuple[int, list[tuple[str, float]]]:
     """(samples, [(bucket, share)]) of a ``py-spy record -f raw`` file, main thread only
-    (the logging thread's idle wait is not request time)."""
+    (the logging thread's idle wait is not request time); ``within``: only stacks through
+    a frame with this text (``Litestar.__call__``: the app's side of an in-process client).
+    """
     counts: dict[str, int] = {}
     total = 0
     for line in raw.read_text().splitlines():
@@ -302,7 +304,9 @@ def breakdown(raw: Path) -> tuple[int, list[tuple[str, float]]]:
         if not stack_text:
             continue
         stack = stack_text.split(";")
-        if any("Thread.run" in f or "Thread._bootstrap" in f for f in stack):
+        if within is not None and within not in stack_text:
+            continue
+        if within is None and any("Thread.run" in f or "Thread._bootstrap" in f for f in stack):
             continue
         total += int(n)
         name = bucket_of(stack)
@@ -334,17 +338,18 @@ def hottest_desk_frames(raw: Path, top: int = 8) -> list[tuple[str, float]]:
 
 
 @contextmanager
-def profiled(pid: int | None, out: Path | None) -> Iterator[None]:
-    """``py-spy record`` of process ``pid`` (and its worker processes) while the block
-    runs, into ``out`` as raw stacks; nothing when ``out`` is None. py-spy writes its file
+def profiled(pid: int | None, out: Path | None, *, children: bool = False) -> Iterator[None]:
+    """``py-spy record`` of process ``pid`` (``children``: and its child processes, the
+    server's uvicorn workers; not a script's simulator) while the block runs, into
+    ``out`` as raw stacks; nothing when ``out`` is None. py-spy writes its file
     when interrupted, which is how the block's end stops it."""
     if pid is None or out is None:
         yield
         return
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     process = subprocess.Popen(
-        [spy, "record", "--pid", str(pid), "--subprocesses", "--rate", "200",
-         "--format", "raw", "--output", str(out), "--nonblocking"],
+        [spy, "record", "--pid", str(pid), *(["--subprocesses"] if children else []),
+         "--rate", "200", "--format", "raw", "--output", str(out), "--nonblocking"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -357,8 +362,8 @@ def profiled(pid: int | None, out: Path | None) -> Iterator[None]:
         assert out.exists(), f"py-spy wrote no profile: {err}"
 
 
-def print_profile(label: str, raw: Path) -> None:
-    samples, shares = breakdown(raw)
+def print_profile(label: str, raw: Path, within: str | None = None) -> None:
+    samples, shares = breakdown(raw, within)
     print(f"\nprofile of {label} ({samples} samples, {raw}):")
     for name, share in shares:
         print(f"  {share:6.1%}  {name}")

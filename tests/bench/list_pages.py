@@ -11,7 +11,9 @@ search index is built after the rows, as ``CREATE INDEX`` on a full table), buil
 app with ``create_app``, signs in, and for each scenario prints the p50/p95 time of the
 whole page request (routing, auth, queries, template) next to the p50/p95 of the bare
 SQL query the page's rows need, and their ratio. The database is dropped at the end
-unless ``--keep`` is given.
+unless ``--keep`` is given. ``--profile DIR`` then samples another ``PROFILE_REQUESTS`` of each
+scenario's page requests with py-spy and prints where the app's side of them went
+(templates, database, framework, ...).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from sqlmodel import SQLModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from tests.bench.harness import print_profile, profiled
 from web.app import create_app
 from web.db import make_engine, session_scope
 from web.models import TRIGRAM_INDEXES, search_document
@@ -49,6 +52,7 @@ from web.services.users import create_user
 from web.settings import Settings
 
 PASSWORD = "benchmark password 1234"
+PROFILE_REQUESTS = 200  # per scenario: about a thousand samples of a 25 ms page
 METHODS = ["ALIPAY_CN", "ALIPAY_HK", "GCASH", "DANA", "KAKAOPAY", "TRUEMONEY", "CARD"]
 CURRENCIES = ["USD", "JPY", "HKD", "PHP", "KRW"]
 
@@ -144,6 +148,9 @@ def cursor_at(conn: psycopg.Connection, table: str, page: int, where: str = "") 
 
 
 async def run(args: argparse.Namespace) -> None:
+    profiles: dict[str, Path] = {}
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("web").setLevel(logging.CRITICAL)
     server = conninfo(args.database_url)
@@ -301,6 +308,12 @@ async def run(args: argparse.Namespace) -> None:
                             (await conn.execute(sa.text(sql))).fetchall()
 
                     page_ms = await timed(page, args.runs)
+                    if args.profile:
+                        # A pass of its own, so that sampling does not slow the timed one.
+                        slug = re.sub(r"[^a-z0-9]+", "-", sc.name.lower()).strip("-")
+                        profiles[sc.name] = args.profile / f"{slug}.txt"
+                        with profiled(os.getpid(), profiles[sc.name]):
+                            await timed(page, PROFILE_REQUESTS)
                     sql_ms = await timed(bare, args.runs)
                     async with engine.connect() as conn:
                         plan = (await conn.execute(sa.text("EXPLAIN " + sc.sql))).fetchall()
@@ -338,6 +351,9 @@ async def run(args: argparse.Namespace) -> None:
                             f" {o50 / p50:>8.1f}x the whole page"
                         )
         await engine.dispose()
+        for label, raw in profiles.items():
+            # The app's side only: the in-process client's own work is left out.
+            print_profile(label, raw, within="Litestar.__call__")
     finally:
         if not args.keep:
             with psycopg.connect(server, autocommit=True) as conn:
@@ -360,6 +376,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20, help="timed requests per scenario")
     parser.add_argument("--deep-page", type=int, default=1_000, help="the far page to time")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy each scenario's page requests; raw stacks here"
+    )
     asyncio.run(run(parser.parse_args()))
 
 

@@ -186,7 +186,7 @@ def main() -> int:
             script = BENCH_DIR / "requests.lua"
 
             def rate(name: str, seconds: int, profile: Path | None = None) -> float:
-                with profiled(server.pid, profile):
+                with profiled(server.pid, profile, children=True):
                     result = wrk(
                         server.base, script, [str(files[name]), "1", "cycle"],
                         connections=args.c, threads=1, duration_s=seconds,

@@ -11,7 +11,8 @@ desk, so each needs exactly one successful inquiry. The simulator, in its own pr
 then refuses more than ``-r`` requests a second (REQUEST_TRAFFIC_EXCEED_LIMIT), and
 ``-p`` pollers (sharing the database through leases) run until every refund is settled.
 Reported per run and as median (min … max): refunds settled per second as a fraction of
-the allowed rate, and rate-limit hits.
+the allowed rate, and rate-limit hits. ``--profile FILE`` samples this process (the
+pollers; the simulator is another process) with py-spy during the last run.
 """
 
 from __future__ import annotations
@@ -31,7 +32,12 @@ sys.path.insert(0, str(ROOT))
 import sqlalchemy as sa  # noqa: E402
 from sqlmodel import col, select  # noqa: E402
 
-from tests.bench.harness import simulator_process, spread  # noqa: E402
+from tests.bench.harness import (  # noqa: E402
+    print_profile,
+    profiled,
+    simulator_process,
+    spread,
+)
 from web.antom.client import AntomClient  # noqa: E402
 from web.antom.keys import load_private_key, load_public_key  # noqa: E402
 from web.antom.messages import RefundRequest  # noqa: E402
@@ -57,7 +63,9 @@ async def unsettled(engine: sa.ext.asyncio.AsyncEngine) -> int:
         )
 
 
-async def one_run(n: int, rate: float, pollers: int, max_rate: float) -> tuple[float, int]:
+async def one_run(
+    n: int, rate: float, pollers: int, max_rate: float, profile: Path | None = None
+) -> tuple[float, int]:
     with tempfile.TemporaryDirectory() as tmp:
         url = normalise_database_url(
             os.environ.get("DATABASE_URL") or f"sqlite:///{tmp}/bench.sqlite3", Path(tmp)
@@ -129,11 +137,12 @@ async def one_run(n: int, rate: float, pollers: int, max_rate: float) -> tuple[f
             ]
             stop = asyncio.Event()
             print(f"settling with {pollers} poller(s), Antom allows {rate:g} req/s ...", flush=True)
-            started = time.perf_counter()
-            tasks = [asyncio.create_task(p.run_forever(stop)) for p in instances]
-            while await unsettled(engine):  # noqa: ASYNC110 - the database is the signal
-                await asyncio.sleep(0.2)
-            elapsed = time.perf_counter() - started
+            with profiled(os.getpid() if profile else None, profile):
+                started = time.perf_counter()
+                tasks = [asyncio.create_task(p.run_forever(stop)) for p in instances]
+                while await unsettled(engine):  # noqa: ASYNC110 - the database is the signal
+                    await asyncio.sleep(0.2)
+                elapsed = time.perf_counter() - started
             stop.set()
             await asyncio.gather(*tasks)
             await antom.aclose()
@@ -152,10 +161,17 @@ async def one_run(n: int, rate: float, pollers: int, max_rate: float) -> tuple[f
     return throughput / rate, hits
 
 
-async def main(n: int, rate: float, pollers: int, max_rate: float, runs: int) -> int:
-    results = [await one_run(n, rate, pollers, max_rate) for _ in range(runs)]
+async def main(
+    n: int, rate: float, pollers: int, max_rate: float, runs: int, profile: Path | None
+) -> int:
+    results = [
+        await one_run(n, rate, pollers, max_rate, profile if run == runs - 1 else None)
+        for run in range(runs)
+    ]
     print(f"fraction of the allowed rate, {runs} run(s): {spread([r[0] for r in results])}")
     print(f"rate-limit refusals:                       {spread([r[1] for r in results])}")
+    if profile:
+        print_profile("the pollers during the last run", profile)
     return 0
 
 
@@ -168,5 +184,6 @@ if __name__ == "__main__":
         "--max-rate", type=float, default=200.0, help="each poller's starting rate (default 200)"
     )
     parser.add_argument("--runs", type=int, default=1, help="repetitions (default 1)")
+    parser.add_argument("--profile", type=Path, help="py-spy the last run's pollers, raw stacks")
     args = parser.parse_args()
-    sys.exit(asyncio.run(main(args.n, args.r, args.p, args.max_rate, args.runs)))
+    sys.exit(asyncio.run(main(args.n, args.r, args.p, args.max_rate, args.runs, args.profile)))

@@ -37,7 +37,12 @@ sys.path.insert(0, str(ROOT))
 import sqlalchemy as sa  # noqa: E402
 from sqlmodel import col  # noqa: E402
 
-from tests.bench.harness import simulator_process, spread  # noqa: E402
+from tests.bench.harness import (  # noqa: E402
+    print_profile,
+    profiled,
+    simulator_process,
+    spread,
+)
 from web.antom import signing  # noqa: E402
 from web.antom.client import AntomClient  # noqa: E402
 from web.antom.keys import load_private_key, load_public_key  # noqa: E402
@@ -65,7 +70,7 @@ class TimedTransport(httpx.AsyncBaseTransport):
         await self.inner.aclose()
 
 
-async def one_run(n: int) -> tuple[float, float]:
+async def one_run(n: int, profile: Path | None = None) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as tmp:
         url = normalise_database_url(
             os.environ.get("DATABASE_URL") or f"sqlite:///{tmp}/bench.sqlite3", Path(tmp)
@@ -104,32 +109,33 @@ async def one_run(n: int) -> tuple[float, float]:
             async with session_scope(engine) as session:
                 session.add_all(payments)
             overhead: list[float] = []
-            for i, payment in enumerate(payments):
-                async with session_scope(engine) as session:
-                    draft, _ = await new_form(session, payment, lead, utcnow())
-                draft = RefundDraft(
-                    amount_text="1.00",
-                    currency="USD",
-                    reason="customer_request",
-                    note="",
-                    form_token=draft.form_token,
-                    refundable_token=draft.refundable_token,
-                )
-                started = time.perf_counter()
-                outcome = await submit_refund(
-                    engine,
-                    antom,
-                    payment_pk=payment.id or 0,
-                    user=lead,
-                    draft=draft,
-                    notify_url=None,
-                    now=utcnow(),
-                    retry_delays=(),
-                )
-                spent = time.perf_counter() - started - transport.last_s
-                assert outcome.refund is not None, outcome
-                if i >= 5:  # the first few warm caches and connections
-                    overhead.append(spent * 1000)
+            with profiled(os.getpid() if profile else None, profile):
+                for i, payment in enumerate(payments):
+                    async with session_scope(engine) as session:
+                        draft, _ = await new_form(session, payment, lead, utcnow())
+                    draft = RefundDraft(
+                        amount_text="1.00",
+                        currency="USD",
+                        reason="customer_request",
+                        note="",
+                        form_token=draft.form_token,
+                        refundable_token=draft.refundable_token,
+                    )
+                    started = time.perf_counter()
+                    outcome = await submit_refund(
+                        engine,
+                        antom,
+                        payment_pk=payment.id or 0,
+                        user=lead,
+                        draft=draft,
+                        notify_url=None,
+                        now=utcnow(),
+                        retry_delays=(),
+                    )
+                    spent = time.perf_counter() - started - transport.last_s
+                    assert outcome.refund is not None, outcome
+                    if i >= 5:  # the first few warm caches and connections
+                        overhead.append(spent * 1000)
             await antom.aclose()
 
             body = json.dumps(
@@ -160,10 +166,12 @@ async def one_run(n: int) -> tuple[float, float]:
     return submit_ms, submit_ms / base_ms
 
 
-async def main(n: int, runs: int) -> int:
-    results = [await one_run(n) for _ in range(runs)]
+async def main(n: int, runs: int, profile: Path | None) -> int:
+    results = [await one_run(n, profile if run == runs - 1 else None) for run in range(runs)]
     print(f"submit overhead, ms, {runs} run(s):  {spread([r[0] for r in results])}")
     print(f"overhead / baseline (goal ≤ 3):     {spread([r[1] for r in results])}")
+    if profile:
+        print_profile("the last run's submits (the exchange with Antom shows as idle)", profile)
     return 0
 
 
@@ -171,5 +179,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=200, help="submits per run (default 200)")
     parser.add_argument("--runs", type=int, default=3, help="repetitions (default 3)")
+    parser.add_argument("--profile", type=Path, help="py-spy the last run's submits, raw stacks")
     args = parser.parse_args()
-    sys.exit(asyncio.run(main(args.n, args.runs)))
+    sys.exit(asyncio.run(main(args.n, args.runs, args.profile)))

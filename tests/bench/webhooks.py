@@ -204,7 +204,7 @@ def one_run(
             server.base, script, [str(bare), str(threads), "cycle"],
             connections=connections, duration_s=max(3, n // 1000),
         )  # fmt: skip
-        with profiled(server.pid, profile):
+        with profiled(server.pid, profile, children=True):
             cpu0 = cpu_seconds(server.pid)
             hook = wrk(
                 server.base, script, [str(hooks), str(threads), "once"], connections=connections
