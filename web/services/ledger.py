@@ -386,15 +386,19 @@ async def observe(
     facts = facts_of(refund)
     verdict = decide(facts, seen, unknown_limit=unknown_limit)
     values = _bookkeeping(refund, seen, verdict, next_check_at, count_attempt)
+    written: sa.Row[Any] | None = None
     if verdict.to is not None:
-        await _move(session, refund, facts.status, verdict.to, values)
+        written = await _move(session, refund, facts.status, verdict.to, values)
     elif values:
-        await session.exec(
-            sa.update(Refund)
-            .where(col(Refund.id) == refund_pk)
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        )
+        written = (
+            await session.exec(
+                sa.update(Refund)
+                .where(col(Refund.id) == refund_pk)
+                .values(**values)
+                .returning(*_REFUND_COLUMNS)
+                .execution_options(synchronize_session=False)
+            )
+        ).one()
     if verdict.to is not None or verdict.alert is not None or _worth_a_line(seen, verdict):
         await _event(
             session,
@@ -415,9 +419,9 @@ async def observe(
             refund_pk=refund_pk,
             payment_pk=refund.payment_pk,
         )
-    fresh = await session.get(Refund, refund_pk, populate_existing=True)
-    assert fresh is not None
-    return verdict, typed(fresh)
+    # The row as the update wrote it (RETURNING), not read again: this is the hot path
+    # of webhooks, the poller and every submit. Nothing else here writes the refund row.
+    return verdict, typed(refund) if written is None else _as_written(refund, written)
 
 
 def _audit_action(seen: Observation, verdict: Verdict) -> audit.Action | None:
@@ -480,18 +484,23 @@ async def _move(
     current: RefundStatus,
     target: RefundStatus,
     values: dict[str, Any],
-) -> None:
+) -> sa.Row[Any]:
+    """Move the locked ``refund`` through the transition table, with its money effect;
+    returns the row as written (``_as_written``), ``refund`` itself is left as it was."""
     effect = effect_of(current, target)
     if effect is None:
         raise LedgerError(f"a refund never moves from {current} to {target}")
     at = utcnow()
-    moved = await session.exec(
-        sa.update(Refund)
-        .where(col(Refund.id) == refund.id, col(Refund.status) == current)
-        .values(status=target, updated_at=at, **values)
-        .execution_options(synchronize_session=False)
-    )
-    if moved.rowcount != 1:
+    written = (
+        await session.exec(
+            sa.update(Refund)
+            .where(col(Refund.id) == refund.id, col(Refund.status) == current)
+            .values(status=target, updated_at=at, **values)
+            .returning(*_REFUND_COLUMNS)
+            .execution_options(synchronize_session=False)
+        )
+    ).one_or_none()
+    if written is None:
         raise LedgerError(f"refund {refund.id} changed under its row lock")
     await _apply_effect(session, refund, effect, at)
     if target is RefundStatus.FAILED:
@@ -509,6 +518,7 @@ async def _move(
             refund_pk=refund.id,
             payment_pk=refund.payment_pk,
         )
+    return written
 
 
 async def _apply_effect(
@@ -692,6 +702,18 @@ def _jsonable(detail: dict[str, Any] | None) -> dict[str, Any] | None:
         return None
     value: dict[str, Any] = json.loads(json.dumps(detail, default=str))
     return value
+
+
+# Every column of the refunds table, in order: what an UPDATE ... RETURNING hands back.
+_REFUND_COLUMNS = tuple(Refund.__table__.c)  # type: ignore[attr-defined]
+
+
+def _as_written(refund: Refund, row: sa.Row[Any]) -> Refund:
+    """``refund`` set to the row an UPDATE ... RETURNING ``_REFUND_COLUMNS`` returned, as
+    loaded state (nothing for the session to flush)."""
+    for column, value in zip(_REFUND_COLUMNS, row, strict=True):
+        set_committed_value(refund, column.key, value)
+    return typed(refund)
 
 
 def typed(refund: Refund) -> Refund:
