@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -30,93 +28,81 @@ sys.path.insert(0, str(ROOT))
 import sqlalchemy as sa  # noqa: E402
 from sqlmodel import col  # noqa: E402
 
-from tests.bench.harness import simulator_process, spread  # noqa: E402
-from web.antom.client import AntomClient  # noqa: E402
-from web.antom.keys import load_private_key, load_public_key  # noqa: E402
-from web.db import make_engine, migrate, session_scope  # noqa: E402
+from tests.bench.harness import (  # noqa: E402
+    antom_client,
+    desk_with_simulator,
+    spread,
+)
+from web.db import session_scope  # noqa: E402
 from web.models import BulkRow, Payment, Role, User, utcnow  # noqa: E402
 from web.services import bulk  # noqa: E402
 from web.services.bulk_run import BulkRunner  # noqa: E402
-from web.settings import BulkConfig, normalise_database_url  # noqa: E402
+from web.settings import BulkConfig  # noqa: E402
 
 PER_PAYMENT = 50
 
 
 async def one_run(n: int, rate: float, max_rate: float, concurrency: int) -> tuple[float, int]:
-    with tempfile.TemporaryDirectory() as tmp:
-        url = normalise_database_url(
-            os.environ.get("DATABASE_URL") or f"sqlite:///{tmp}/bench.sqlite3", Path(tmp)
-        )
-        await asyncio.to_thread(migrate, url)
-        engine = make_engine(url)
-        with simulator_process(Path(tmp) / "sim", ANTOM_SIM_TIME_SCALE="0.001") as sim:
-            antom = AntomClient(
-                gateway_url=sim.base_url,
-                client_id=sim.client_id,
-                merchant_private_key=load_private_key(sim.merchant_private_key_pem),
-                antom_public_keys=[load_public_key(sim.antom_public_key_pem)],
-            )
-            print(f"seeding {n} rows ({-(-n // PER_PAYMENT)} payments) ...", flush=True)
-            inputs: list[bulk.RowInput] = []
-            async with session_scope(engine) as session:
-                lead = User(email=f"{uuid.uuid4().hex[:8]}@b.test", name="Lead", role=Role.LEAD,
-                            password_hash="x")  # fmt: skip
-                approver = User(email=f"{uuid.uuid4().hex[:8]}@b.test", name="Approver",
-                                role=Role.LEAD, password_hash="x")  # fmt: skip
-                session.add_all([lead, approver])
-                for start in range(0, n, PER_PAYMENT):
-                    count = min(PER_PAYMENT, n - start)
-                    made = sim.create_payment(method="ALIPAY_CN", amount_minor=100 * count)
-                    session.add(
-                        Payment(
-                            payment_id=made["paymentId"],
-                            payment_request_id=made["paymentRequestId"],
-                            method="ALIPAY_CN",
-                            currency="USD",
-                            amount_minor=100 * count,
-                            captured_minor=100 * count,
-                            status="SUCCESS",
-                            paid_at=utcnow(),
-                        )
+    async with desk_with_simulator() as (url, engine, sim):
+        antom = antom_client(sim)
+        print(f"seeding {n} rows ({-(-n // PER_PAYMENT)} payments) ...", flush=True)
+        inputs: list[bulk.RowInput] = []
+        async with session_scope(engine) as session:
+            lead = User(email=f"{uuid.uuid4().hex[:8]}@b.test", name="Lead", role=Role.LEAD,
+                        password_hash="x")  # fmt: skip
+            approver = User(email=f"{uuid.uuid4().hex[:8]}@b.test", name="Approver",
+                            role=Role.LEAD, password_hash="x")  # fmt: skip
+            session.add_all([lead, approver])
+            for start in range(0, n, PER_PAYMENT):
+                count = min(PER_PAYMENT, n - start)
+                made = sim.create_payment(method="ALIPAY_CN", amount_minor=100 * count)
+                session.add(
+                    Payment(
+                        payment_id=made["paymentId"],
+                        payment_request_id=made["paymentRequestId"],
+                        method="ALIPAY_CN",
+                        currency="USD",
+                        amount_minor=100 * count,
+                        captured_minor=100 * count,
+                        status="SUCCESS",
+                        paid_at=utcnow(),
                     )
-                    inputs += [
-                        bulk.RowInput(
-                            len(inputs) + 2,
-                            made["paymentId"],
-                            "payment_id",
-                            "1.00",
-                            "customer_request",
-                        )
-                        for _ in range(count)
-                    ]
-            batch = await bulk.create_batch(
-                engine, user=lead, inputs=inputs, source="csv", filename="bench.csv", now=utcnow()
-            )
-            assert batch.id is not None
-            async with session_scope(engine) as session:
-                # Several rows per payment are flagged as repeats (and the later ones left
-                # out): the benchmark means them all.
-                await session.exec(
-                    sa.update(BulkRow)
-                    .where(col(BulkRow.batch_pk) == batch.id)
-                    .values(excluded=False)
                 )
-            await bulk.approve(
-                engine, batch_pk=batch.id, approver=approver, revision=0, comment="", now=utcnow()
+                inputs += [
+                    bulk.RowInput(
+                        len(inputs) + 2,
+                        made["paymentId"],
+                        "payment_id",
+                        "1.00",
+                        "customer_request",
+                    )
+                    for _ in range(count)
+                ]
+        batch = await bulk.create_batch(
+            engine, user=lead, inputs=inputs, source="csv", filename="bench.csv", now=utcnow()
+        )
+        assert batch.id is not None
+        async with session_scope(engine) as session:
+            # Several rows per payment are flagged as repeats (and the later ones left
+            # out): the benchmark means them all.
+            await session.exec(
+                sa.update(BulkRow).where(col(BulkRow.batch_pk) == batch.id).values(excluded=False)
             )
-            sim.admin_post("faults", {"rateLimitPerSecond": rate, "rateLimitBurst": 5})
-            runner = BulkRunner(
-                engine,
-                antom,
-                notify_url=None,
-                config=BulkConfig(max_rate=max_rate, concurrency=concurrency),
-            )
-            print(f"running: Antom allows {rate:g} req/s, the driver starts at {max_rate:g} ...")
-            started = time.perf_counter()
-            stats = await runner.drive(batch.id)
-            elapsed = time.perf_counter() - started
-            await antom.aclose()
-        await engine.dispose()
+        await bulk.approve(
+            engine, batch_pk=batch.id, approver=approver, revision=0, comment="", now=utcnow()
+        )
+        sim.admin_post("faults", {"rateLimitPerSecond": rate, "rateLimitBurst": 5})
+        runner = BulkRunner(
+            engine,
+            antom,
+            notify_url=None,
+            config=BulkConfig(max_rate=max_rate, concurrency=concurrency),
+        )
+        print(f"running: Antom allows {rate:g} req/s, the driver starts at {max_rate:g} ...")
+        started = time.perf_counter()
+        stats = await runner.drive(batch.id)
+        elapsed = time.perf_counter() - started
+        await antom.aclose()
     assert stats.outcome == "finished" and stats.written == n, stats
     throughput = n / elapsed
     print(f"database        {url.split('://')[0]}")

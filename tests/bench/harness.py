@@ -6,6 +6,7 @@ Benchmarks are scripts, not tests: run them one at a time on a quiet machine.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -15,8 +16,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,10 +26,15 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from sqlalchemy.ext.asyncio import AsyncEngine  # noqa: E402
+
 from tests.support.net import free_port  # noqa: E402
 from tests.support.simulator import SimHandle  # noqa: E402
 from tests.support.waiting import wait_for  # noqa: E402
-from web.antom.keys import load_private_key, public_key_pem  # noqa: E402
+from web.antom.client import AntomClient  # noqa: E402
+from web.antom.keys import load_private_key, load_public_key, public_key_pem  # noqa: E402
+from web.db import make_engine, migrate  # noqa: E402
+from web.settings import normalise_database_url  # noqa: E402
 from web.sim.cli import MERCHANT_PRIVATE, resolve_config  # noqa: E402
 
 
@@ -84,6 +90,35 @@ def simulator_process(data_dir: Path, **env: str) -> Iterator[SimHandle]:
             http.close()
             process.terminate()
             process.wait(timeout=30)
+
+
+@asynccontextmanager
+async def desk_with_simulator() -> AsyncIterator[tuple[str, AsyncEngine, SimHandle]]:
+    """(database URL, engine, simulator) for the in-process benches: ``DATABASE_URL`` (a
+    fresh PostgreSQL database) or a temporary SQLite file, migrated, and the simulator in
+    its own process with its clock sped up."""
+    with tempfile.TemporaryDirectory() as tmp:
+        url = normalise_database_url(
+            os.environ.get("DATABASE_URL") or f"sqlite:///{tmp}/bench.sqlite3", Path(tmp)
+        )
+        await asyncio.to_thread(migrate, url)
+        engine = make_engine(url)
+        try:
+            with simulator_process(Path(tmp) / "sim", ANTOM_SIM_TIME_SCALE="0.001") as sim:
+                yield url, engine, sim
+        finally:
+            await engine.dispose()
+
+
+def antom_client(sim: SimHandle, http: httpx.AsyncClient | None = None) -> AntomClient:
+    """The desk's Antom client, pointed at ``sim`` with its keys."""
+    return AntomClient(
+        gateway_url=sim.base_url,
+        client_id=sim.client_id,
+        merchant_private_key=load_private_key(sim.merchant_private_key_pem),
+        antom_public_keys=[load_public_key(sim.antom_public_key_pem)],
+        http=http,
+    )
 
 
 def spread(values: Sequence[float]) -> str:

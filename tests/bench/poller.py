@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import os
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -33,19 +32,18 @@ import sqlalchemy as sa  # noqa: E402
 from sqlmodel import col, select  # noqa: E402
 
 from tests.bench.harness import (  # noqa: E402
+    antom_client,
+    desk_with_simulator,
     print_profile,
     profiled,
-    simulator_process,
     spread,
 )
-from web.antom.client import AntomClient  # noqa: E402
-from web.antom.keys import load_private_key, load_public_key  # noqa: E402
 from web.antom.messages import RefundRequest  # noqa: E402
 from web.antom.money import Money  # noqa: E402
-from web.db import make_engine, migrate, session_scope  # noqa: E402
+from web.db import session_scope  # noqa: E402
 from web.models import Payment, Refund, RefundStatus, utcnow  # noqa: E402
 from web.services.poller import Poller  # noqa: E402
-from web.settings import PollerConfig, normalise_database_url  # noqa: E402
+from web.settings import PollerConfig  # noqa: E402
 
 PER_PAYMENT = 50
 
@@ -66,87 +64,73 @@ async def unsettled(engine: sa.ext.asyncio.AsyncEngine) -> int:
 async def one_run(
     n: int, rate: float, pollers: int, max_rate: float, profile: Path | None = None
 ) -> tuple[float, int]:
-    with tempfile.TemporaryDirectory() as tmp:
-        url = normalise_database_url(
-            os.environ.get("DATABASE_URL") or f"sqlite:///{tmp}/bench.sqlite3", Path(tmp)
-        )
-        await asyncio.to_thread(migrate, url)
-        engine = make_engine(url)
-        with simulator_process(Path(tmp) / "sim", ANTOM_SIM_TIME_SCALE="0.001") as sim:
-            antom = AntomClient(
-                gateway_url=sim.base_url,
-                client_id=sim.client_id,
-                merchant_private_key=load_private_key(sim.merchant_private_key_pem),
-                antom_public_keys=[load_public_key(sim.antom_public_key_pem)],
-            )
-            print(f"seeding {n} refunds at the simulator and the desk ...", flush=True)
-            semaphore = asyncio.Semaphore(16)
+    async with desk_with_simulator() as (url, engine, sim):
+        antom = antom_client(sim)
+        print(f"seeding {n} refunds at the simulator and the desk ...", flush=True)
+        semaphore = asyncio.Semaphore(16)
 
-            async def make(payment_id: str, payment_pk: int) -> None:
-                rrid = f"bench-{uuid.uuid4().hex}"
-                async with semaphore:
-                    answer = await antom.refund(RefundRequest(rrid, payment_id, Money(100, "USD")))
-                assert answer.result_code == "SUCCESS", answer.result_code
-                async with session_scope(engine) as session:
-                    session.add(
-                        Refund(
-                            refund_request_id=rrid,
-                            payment_pk=payment_pk,
-                            currency="USD",
-                            amount_minor=100,
-                            status=RefundStatus.PROCESSING,
-                            reason="customer_request",
-                            reason_text="Customer request",
-                        )
-                    )
-
-            for start in range(0, n, PER_PAYMENT):
-                count = min(PER_PAYMENT, n - start)
-                made = sim.create_payment(method="ALIPAY_CN", amount_minor=100 * count)
-                async with session_scope(engine) as session:
-                    payment = Payment(
-                        payment_id=made["paymentId"],
-                        payment_request_id=made["paymentRequestId"],
-                        method="ALIPAY_CN",
+        async def make(payment_id: str, payment_pk: int) -> None:
+            rrid = f"bench-{uuid.uuid4().hex}"
+            async with semaphore:
+                answer = await antom.refund(RefundRequest(rrid, payment_id, Money(100, "USD")))
+            assert answer.result_code == "SUCCESS", answer.result_code
+            async with session_scope(engine) as session:
+                session.add(
+                    Refund(
+                        refund_request_id=rrid,
+                        payment_pk=payment_pk,
                         currency="USD",
-                        amount_minor=100 * count,
-                        captured_minor=100 * count,
-                        reserved_minor=100 * count,
-                        refund_count=count,
-                        status="SUCCESS",
-                        paid_at=utcnow(),
+                        amount_minor=100,
+                        status=RefundStatus.PROCESSING,
+                        reason="customer_request",
+                        reason_text="Customer request",
                     )
-                    session.add(payment)
-                    await session.flush()
-                    payment_pk = payment.id or 0
-                await asyncio.gather(*(make(made["paymentId"], payment_pk) for _ in range(count)))
+                )
 
-            sim.admin_post("faults", {"rateLimitPerSecond": rate, "rateLimitBurst": 5})
-            config = PollerConfig(
-                batch=50,
-                concurrency=16,
-                max_rate=max_rate,
-                base_delay_s=0.5,
-                max_delay_s=2.0,
-                pending_grace_s=0.0,
-                idle_s=0.05,
-                gauges_every_s=3600,
-            )
-            instances = [
-                Poller(engine, antom, notify_url=None, config=config) for _ in range(pollers)
-            ]
-            stop = asyncio.Event()
-            print(f"settling with {pollers} poller(s), Antom allows {rate:g} req/s ...", flush=True)
-            with profiled(os.getpid() if profile else None, profile):
-                started = time.perf_counter()
-                tasks = [asyncio.create_task(p.run_forever(stop)) for p in instances]
-                while await unsettled(engine):  # noqa: ASYNC110 - the database is the signal
-                    await asyncio.sleep(0.2)
-                elapsed = time.perf_counter() - started
-            stop.set()
-            await asyncio.gather(*tasks)
-            await antom.aclose()
-        await engine.dispose()
+        for start in range(0, n, PER_PAYMENT):
+            count = min(PER_PAYMENT, n - start)
+            made = sim.create_payment(method="ALIPAY_CN", amount_minor=100 * count)
+            async with session_scope(engine) as session:
+                payment = Payment(
+                    payment_id=made["paymentId"],
+                    payment_request_id=made["paymentRequestId"],
+                    method="ALIPAY_CN",
+                    currency="USD",
+                    amount_minor=100 * count,
+                    captured_minor=100 * count,
+                    reserved_minor=100 * count,
+                    refund_count=count,
+                    status="SUCCESS",
+                    paid_at=utcnow(),
+                )
+                session.add(payment)
+                await session.flush()
+                payment_pk = payment.id or 0
+            await asyncio.gather(*(make(made["paymentId"], payment_pk) for _ in range(count)))
+
+        sim.admin_post("faults", {"rateLimitPerSecond": rate, "rateLimitBurst": 5})
+        config = PollerConfig(
+            batch=50,
+            concurrency=16,
+            max_rate=max_rate,
+            base_delay_s=0.5,
+            max_delay_s=2.0,
+            pending_grace_s=0.0,
+            idle_s=0.05,
+            gauges_every_s=3600,
+        )
+        instances = [Poller(engine, antom, notify_url=None, config=config) for _ in range(pollers)]
+        stop = asyncio.Event()
+        print(f"settling with {pollers} poller(s), Antom allows {rate:g} req/s ...", flush=True)
+        with profiled(os.getpid() if profile else None, profile):
+            started = time.perf_counter()
+            tasks = [asyncio.create_task(p.run_forever(stop)) for p in instances]
+            while await unsettled(engine):  # noqa: ASYNC110 - the database is the signal
+                await asyncio.sleep(0.2)
+            elapsed = time.perf_counter() - started
+        stop.set()
+        await asyncio.gather(*tasks)
+        await antom.aclose()
 
     hits = sum(p.rate_limit_hits for p in instances)
     checks = sum(p.checks for p in instances)

@@ -24,7 +24,6 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -38,18 +37,17 @@ import sqlalchemy as sa  # noqa: E402
 from sqlmodel import col  # noqa: E402
 
 from tests.bench.harness import (  # noqa: E402
+    antom_client,
+    desk_with_simulator,
     print_profile,
     profiled,
-    simulator_process,
     spread,
 )
 from web.antom import signing  # noqa: E402
-from web.antom.client import AntomClient  # noqa: E402
-from web.antom.keys import load_private_key, load_public_key  # noqa: E402
-from web.db import make_engine, migrate, session_scope  # noqa: E402
+from web.antom.keys import load_private_key  # noqa: E402
+from web.db import session_scope  # noqa: E402
 from web.models import Payment, Role, User, utcnow  # noqa: E402
 from web.services.refunds import RefundDraft, new_form, submit_refund  # noqa: E402
-from web.settings import normalise_database_url  # noqa: E402
 
 
 class TimedTransport(httpx.AsyncBaseTransport):
@@ -71,93 +69,78 @@ class TimedTransport(httpx.AsyncBaseTransport):
 
 
 async def one_run(n: int, profile: Path | None = None) -> tuple[float, float]:
-    with tempfile.TemporaryDirectory() as tmp:
-        url = normalise_database_url(
-            os.environ.get("DATABASE_URL") or f"sqlite:///{tmp}/bench.sqlite3", Path(tmp)
-        )
-        await asyncio.to_thread(migrate, url)
-        engine = make_engine(url)
-        with simulator_process(Path(tmp) / "sim", ANTOM_SIM_TIME_SCALE="0.001") as sim:
-            transport = TimedTransport()
-            key = load_private_key(sim.merchant_private_key_pem)
-            antom = AntomClient(
-                gateway_url=sim.base_url,
-                client_id=sim.client_id,
-                merchant_private_key=key,
-                antom_public_keys=[load_public_key(sim.antom_public_key_pem)],
-                http=httpx.AsyncClient(transport=transport),
+    async with desk_with_simulator() as (url, engine, sim):
+        transport = TimedTransport()
+        key = load_private_key(sim.merchant_private_key_pem)
+        antom = antom_client(sim, httpx.AsyncClient(transport=transport))
+        async with session_scope(engine) as session:
+            lead = User(email=f"{uuid.uuid4().hex[:8]}@b.test", name="Lead", role=Role.LEAD,
+                        password_hash="x")  # fmt: skip
+            session.add(lead)
+        payments = []
+        for _ in range(n + 5):
+            made = sim.create_payment(method="ALIPAY_CN", amount_minor=1000)
+            payments.append(
+                Payment(
+                    payment_id=made["paymentId"],
+                    payment_request_id=made["paymentRequestId"],
+                    method="ALIPAY_CN",
+                    currency="USD",
+                    amount_minor=1000,
+                    captured_minor=1000,
+                    status="SUCCESS",
+                    paid_at=utcnow(),
+                )
             )
-            async with session_scope(engine) as session:
-                lead = User(email=f"{uuid.uuid4().hex[:8]}@b.test", name="Lead", role=Role.LEAD,
-                            password_hash="x")  # fmt: skip
-                session.add(lead)
-            payments = []
-            for _ in range(n + 5):
-                made = sim.create_payment(method="ALIPAY_CN", amount_minor=1000)
-                payments.append(
-                    Payment(
-                        payment_id=made["paymentId"],
-                        payment_request_id=made["paymentRequestId"],
-                        method="ALIPAY_CN",
-                        currency="USD",
-                        amount_minor=1000,
-                        captured_minor=1000,
-                        status="SUCCESS",
-                        paid_at=utcnow(),
-                    )
+        async with session_scope(engine) as session:
+            session.add_all(payments)
+        overhead: list[float] = []
+        with profiled(os.getpid() if profile else None, profile):
+            for i, payment in enumerate(payments):
+                async with session_scope(engine) as session:
+                    draft, _ = await new_form(session, payment, lead, utcnow())
+                draft = RefundDraft(
+                    amount_text="1.00",
+                    currency="USD",
+                    reason="customer_request",
+                    note="",
+                    form_token=draft.form_token,
+                    refundable_token=draft.refundable_token,
                 )
-            async with session_scope(engine) as session:
-                session.add_all(payments)
-            overhead: list[float] = []
-            with profiled(os.getpid() if profile else None, profile):
-                for i, payment in enumerate(payments):
-                    async with session_scope(engine) as session:
-                        draft, _ = await new_form(session, payment, lead, utcnow())
-                    draft = RefundDraft(
-                        amount_text="1.00",
-                        currency="USD",
-                        reason="customer_request",
-                        note="",
-                        form_token=draft.form_token,
-                        refundable_token=draft.refundable_token,
-                    )
-                    started = time.perf_counter()
-                    outcome = await submit_refund(
-                        engine,
-                        antom,
-                        payment_pk=payment.id or 0,
-                        user=lead,
-                        draft=draft,
-                        notify_url=None,
-                        now=utcnow(),
-                        retry_delays=(),
-                    )
-                    spent = time.perf_counter() - started - transport.last_s
-                    assert outcome.refund is not None, outcome
-                    if i >= 5:  # the first few warm caches and connections
-                        overhead.append(spent * 1000)
-            await antom.aclose()
-
-            body = json.dumps(
-                {"refundRequestId": "x" * 32, "refundAmount": {"value": "100"}}
-            ).encode()
-            baseline: list[float] = []
-            for i in range(n):
                 started = time.perf_counter()
-                signing.sign(
-                    key,
-                    uri="/ams/api/v1/payments/refund",
-                    client_id=sim.client_id,
-                    time=str(int(time.time() * 1000)),
-                    body=body,
+                outcome = await submit_refund(
+                    engine,
+                    antom,
+                    payment_pk=payment.id or 0,
+                    user=lead,
+                    draft=draft,
+                    notify_url=None,
+                    now=utcnow(),
+                    retry_delays=(),
                 )
-                for _ in range(2):
-                    async with session_scope(engine) as session:
-                        await session.exec(
-                            sa.update(User).where(col(User.id) == lead.id).values(name=f"Lead {i}")
-                        )
-                baseline.append((time.perf_counter() - started) * 1000)
-        await engine.dispose()
+                spent = time.perf_counter() - started - transport.last_s
+                assert outcome.refund is not None, outcome
+                if i >= 5:  # the first few warm caches and connections
+                    overhead.append(spent * 1000)
+        await antom.aclose()
+
+        body = json.dumps({"refundRequestId": "x" * 32, "refundAmount": {"value": "100"}}).encode()
+        baseline: list[float] = []
+        for i in range(n):
+            started = time.perf_counter()
+            signing.sign(
+                key,
+                uri="/ams/api/v1/payments/refund",
+                client_id=sim.client_id,
+                time=str(int(time.time() * 1000)),
+                body=body,
+            )
+            for _ in range(2):
+                async with session_scope(engine) as session:
+                    await session.exec(
+                        sa.update(User).where(col(User.id) == lead.id).values(name=f"Lead {i}")
+                    )
+            baseline.append((time.perf_counter() - started) * 1000)
     submit_ms, base_ms = statistics.median(overhead), statistics.median(baseline)
     print(f"database        {url.split('://')[0]}")
     print(f"submit overhead {submit_ms:.2f} ms (median of {len(overhead)}, round trip taken out)")
