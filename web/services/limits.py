@@ -127,14 +127,7 @@ async def set_limit(
     for value in (max_single_minor, max_day_minor):
         if value is not None and value < 0:
             raise LimitError("A limit cannot be negative")
-    subject = (
-        col(SpendingLimit.user_id) == user.id
-        if user is not None
-        else col(SpendingLimit.role) == str(role)
-    )
-    row = (
-        await session.exec(select(SpendingLimit).where(subject, SpendingLimit.currency == currency))
-    ).first()
+    row = await _row_for(session, currency, user, role)
     if max_single_minor is None and max_day_minor is None:
         if row is not None:
             await session.delete(row)
