@@ -188,3 +188,18 @@ def test_the_cli_explains_what_is_wrong(cli: Callable[..., str]) -> None:
     assert "No user with email" in cli(
         "api-keys", "create", "--name", "x", "--created-by", "nobody@desk.test", ok=False
     )
+
+
+async def test_key_times_are_shown_in_the_admins_time_zone(
+    signed_in: SignedIn, engine: AsyncEngine
+) -> None:
+    client, user = await signed_in(role="admin")
+    async with engine.begin() as conn:
+        await conn.execute(
+            sa.update(User).where(sa.column("id") == user.id).values(time_zone="Asia/Tokyo")
+        )
+    await make_key(client)
+    page = (await client.get("/admin/api-keys/")).text
+    created = re.search(r'<td><time datetime="[^"]+" title="([^"]+)"', page)
+    assert created is not None, page
+    assert "(Asia/Tokyo)" in created.group(1)

@@ -244,3 +244,20 @@ async def test_the_upload_needs_the_csrf_token(lead: httpx.AsyncClient) -> None:
     finally:
         lead.headers["x-csrftoken"] = token
     assert answer.status_code == 403
+
+
+async def test_recent_imports_are_timed_in_the_readers_time_zone(
+    signed_in: SignedIn, engine: AsyncEngine
+) -> None:
+    client, lead = await signed_in(role="lead")
+    async with session_scope(engine) as session:
+        row = await session.get(User, lead.id)
+        assert row is not None
+        row.time_zone = "Asia/Tokyo"
+    await finished(client, await upload(client, MESSY_CSV, name="march.csv"))
+
+    page = (await client.get("/orders/import")).text
+
+    started = re.search(r'<td><time datetime="[^"]+" title="([^"]+)"', page)
+    assert started is not None, page
+    assert "(Asia/Tokyo)" in started.group(1)
