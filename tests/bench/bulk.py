@@ -29,7 +29,6 @@ import sqlalchemy as sa  # noqa: E402
 from sqlmodel import col  # noqa: E402
 
 from tests.bench.harness import (  # noqa: E402
-    antom_client,
     desk_with_simulator,
     spread,
 )
@@ -44,7 +43,7 @@ PER_PAYMENT = 50
 
 async def one_run(n: int, rate: float, max_rate: float, concurrency: int) -> tuple[float, int]:
     async with desk_with_simulator() as (url, engine, sim):
-        antom = antom_client(sim)
+        antom = sim.antom_client()
         print(f"seeding {n} rows ({-(-n // PER_PAYMENT)} payments) ...", flush=True)
         inputs: list[bulk.RowInput] = []
         async with session_scope(engine) as session:

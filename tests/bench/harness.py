@@ -31,8 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine  # noqa: E402
 from tests.support.net import free_port  # noqa: E402
 from tests.support.simulator import SimHandle  # noqa: E402
 from tests.support.waiting import wait_for  # noqa: E402
-from web.antom.client import AntomClient  # noqa: E402
-from web.antom.keys import load_private_key, load_public_key, public_key_pem  # noqa: E402
+from web.antom.keys import load_private_key, public_key_pem  # noqa: E402
 from web.db import make_engine, migrate  # noqa: E402
 from web.settings import normalise_database_url  # noqa: E402
 from web.sim.cli import MERCHANT_PRIVATE, resolve_config  # noqa: E402
@@ -108,17 +107,6 @@ async def desk_with_simulator() -> AsyncIterator[tuple[str, AsyncEngine, SimHand
                 yield url, engine, sim
         finally:
             await engine.dispose()
-
-
-def antom_client(sim: SimHandle, http: httpx.AsyncClient | None = None) -> AntomClient:
-    """The desk's Antom client, pointed at ``sim`` with its keys."""
-    return AntomClient(
-        gateway_url=sim.base_url,
-        client_id=sim.client_id,
-        merchant_private_key=load_private_key(sim.merchant_private_key_pem),
-        antom_public_keys=[load_public_key(sim.antom_public_key_pem)],
-        http=http,
-    )
 
 
 def spread(values: Sequence[float]) -> str:

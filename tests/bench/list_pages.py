@@ -328,27 +328,24 @@ async def run(args: argparse.Namespace) -> None:
                         f" {s50:>7.2f}ms {percentile(sql_ms, 0.95):>5.2f}ms"
                         f" {p50 / s50:>8.1f}x  {top}"
                     )
+
+                    async def beside(
+                        label: str, sql: str, note: str, digits: int, page_p50: float = p50
+                    ) -> None:
+                        """Another query's time, as a row under the page it belongs to."""
+                        ms = await timed(lambda: bare(sql), args.runs)
+                        m50 = statistics.median(ms)
+                        print(
+                            f"{label:<28} {'':>9} {'':>7}"
+                            f" {m50:>7.2f}ms {percentile(ms, 0.95):>5.2f}ms"
+                            f" {m50 / page_p50:>8.{digits}f}x {note}"
+                        )
+
                     if sc.totals_sql is not None:
-                        totals_ms = await timed(
-                            lambda q=sc.totals_sql: bare(q),
-                            args.runs,  # type: ignore[misc]
-                        )
-                        t50 = statistics.median(totals_ms)
-                        print(
-                            f"{'  its totals per currency':<28} {'':>9} {'':>7}"
-                            f" {t50:>7.2f}ms {percentile(totals_ms, 0.95):>5.2f}ms"
-                            f" {t50 / p50:>8.2f}x of the page"
-                        )
+                        await beside("  its totals per currency", sc.totals_sql, "of the page", 2)
                     if sc.offset_sql is not None:
-                        offset_ms = await timed(
-                            lambda q=sc.offset_sql: bare(q),
-                            args.runs,  # type: ignore[misc]
-                        )
-                        o50 = statistics.median(offset_ms)
-                        print(
-                            f"{'  the same rows by OFFSET':<28} {'':>9} {'':>7}"
-                            f" {o50:>7.2f}ms {percentile(offset_ms, 0.95):>5.2f}ms"
-                            f" {o50 / p50:>8.1f}x the whole page"
+                        await beside(
+                            "  the same rows by OFFSET", sc.offset_sql, "the whole page", 1
                         )
         await engine.dispose()
         for label, raw in profiles.items():

@@ -32,7 +32,6 @@ import sqlalchemy as sa  # noqa: E402
 from sqlmodel import col, select  # noqa: E402
 
 from tests.bench.harness import (  # noqa: E402
-    antom_client,
     desk_with_simulator,
     print_profile,
     profiled,
@@ -65,7 +64,7 @@ async def one_run(
     n: int, rate: float, pollers: int, max_rate: float, profile: Path | None = None
 ) -> tuple[float, int]:
     async with desk_with_simulator() as (url, engine, sim):
-        antom = antom_client(sim)
+        antom = sim.antom_client()
         print(f"seeding {n} refunds at the simulator and the desk ...", flush=True)
         semaphore = asyncio.Semaphore(16)
 

@@ -37,7 +37,6 @@ import sqlalchemy as sa  # noqa: E402
 from sqlmodel import col  # noqa: E402
 
 from tests.bench.harness import (  # noqa: E402
-    antom_client,
     desk_with_simulator,
     print_profile,
     profiled,
@@ -72,7 +71,7 @@ async def one_run(n: int, profile: Path | None = None) -> tuple[float, float]:
     async with desk_with_simulator() as (url, engine, sim):
         transport = TimedTransport()
         key = load_private_key(sim.merchant_private_key_pem)
-        antom = antom_client(sim, httpx.AsyncClient(transport=transport))
+        antom = sim.antom_client(http=httpx.AsyncClient(transport=transport))
         async with session_scope(engine) as session:
             lead = User(email=f"{uuid.uuid4().hex[:8]}@b.test", name="Lead", role=Role.LEAD,
                         password_hash="x")  # fmt: skip

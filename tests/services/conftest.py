@@ -20,8 +20,8 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from tests.support.schema import create_schema, create_schema_sync, empty_schema
+from tests.support.simulator import SimHandle
 from web.antom.client import AntomClient
-from web.antom.keys import load_private_key, load_public_key
 from web.antom.messages import InquiryPaymentResult
 from web.db import make_engine
 from web.models import Alert, Payment, Refund, RefundEvent, Role, SpendingLimit, User
@@ -87,14 +87,8 @@ async def fx_engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
         await engine.dispose()
 
 
-def antom_client_for(sim: Any, *, timeout: float = 5.0) -> AntomClient:
-    return AntomClient(
-        gateway_url=sim.base_url,
-        client_id=sim.client_id,
-        merchant_private_key=load_private_key(sim.merchant_private_key_pem),
-        antom_public_keys=[load_public_key(sim.antom_public_key_pem)],
-        timeout=timeout,
-    )
+def antom_client_for(sim: SimHandle, *, timeout: float = 5.0) -> AntomClient:
+    return sim.antom_client(timeout=timeout)
 
 
 @pytest.fixture(name="antom")

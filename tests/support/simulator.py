@@ -17,6 +17,8 @@ import uvicorn
 from tests.support import keys
 from tests.support.net import TLS, bound_socket
 from tests.support.waiting import DEADLINE_S, INTERVAL_S, wait_for
+from web.antom.client import AntomClient
+from web.antom.keys import load_private_key, load_public_key
 from web.sim.app import create_sim_app
 from web.sim.config import SimConfig
 
@@ -39,6 +41,17 @@ class SimHandle:
     db_path: Path
     config: SimConfig
     http: httpx.Client = field(repr=False)
+
+    def antom_client(self, **options: Any) -> AntomClient:
+        """The desk's Antom client, pointed at this simulator with its keys; ``options``
+        (``timeout``, ``http``, ...) go to ``AntomClient`` as given."""
+        return AntomClient(
+            gateway_url=self.base_url,
+            client_id=self.client_id,
+            merchant_private_key=load_private_key(self.merchant_private_key_pem),
+            antom_public_keys=[load_public_key(self.antom_public_key_pem)],
+            **options,
+        )
 
     def create_payment(
         self,
