@@ -11,11 +11,17 @@ instances) behave the same way from the services' point of view:
   SQLite's sleeping busy handler) was tried and taken back: it made a bulk run 30 %
   faster but twice left a page waiting 15 s on a lock right after a browser closed a
   page mid-request (README "Performance harness").
+* SQLite connections roll back before they close (``_RollingBackConnection``): a task
+  cancelled between a statement and its fetch (a closed SSE stream, a timeout) leaves
+  an unfinished statement, and pysqlite's ``close()`` then only makes the connection a
+  zombie that keeps its transaction, and with it the write lock, until the garbage
+  collector frees the statement.
 * PostgreSQL uses psycopg 3 (async here, sync for Alembic).
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -39,6 +45,26 @@ def _sqlite_path(url: str) -> Path | None:
     if not rest.startswith("/") or rest in ("/", "/:memory:"):
         return None
     return Path(rest[1:])
+
+
+class _RollingBackConnection(sqlite3.Connection):
+    """A pysqlite connection whose ``close()`` ends its transaction first.
+
+    SQLAlchemy closes (terminates) an aiosqlite connection whose task was cancelled
+    mid-statement instead of rolling it back. Had a cursor not yet fetched its rows,
+    ``sqlite3_close_v2`` defers the close, transaction and ``BEGIN IMMEDIATE`` write
+    lock included, until that cursor is freed: every other writer then waits out the
+    busy timeout. ROLLBACK is allowed with reads pending and releases the lock now.
+    """
+
+    def close(self) -> None:
+        try:
+            open_transaction = self.in_transaction
+        except sqlite3.ProgrammingError:  # closed already: aiosqlite may close twice
+            return
+        if open_transaction:
+            self.rollback()
+        super().close()
 
 
 def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -67,7 +93,14 @@ def _configure_sqlite(sync_engine: sa.Engine, url: str) -> None:
 def make_engine(url: str) -> AsyncEngine:
     """An async engine for a normalised URL (``sqlite+aiosqlite`` / ``postgresql+psycopg``)."""
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        engine = create_async_engine(
+            url,
+            connect_args={
+                "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
+                # Only async code is cancelled mid-statement; the sync engine needs none.
+                "factory": _RollingBackConnection,
+            },
+        )
         _configure_sqlite(engine.sync_engine, url)
         return engine
     return create_async_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from playwright.async_api import Browser, BrowserContext, Locator, Page, expect
+from playwright.async_api import Error as PlaywrightError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 
@@ -74,7 +75,13 @@ async def human_click(page: Page, target: Locator) -> None:
     box = None
     for _ in range(20):
         await expect(target).to_be_visible(timeout=DEADLINE_MS)
-        await target.scroll_into_view_if_needed()
+        try:
+            await target.scroll_into_view_if_needed()
+        except PlaywrightError as error:
+            # Swapped out between being found and being scrolled to: aim again.
+            if "not attached to the DOM" not in error.message:
+                raise
+            continue
         box = await target.bounding_box()
         if box is not None:
             break
