@@ -13,9 +13,13 @@ from typing import Any
 import anyio
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError
+from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from web.db import make_engine, session_scope
+from tests.support.fixtures_app import only_postgres
+from web.db import make_engine, read_scope, session_scope
+from web.models import RefundReason
 
 # How long the probe below waits for the write lock before calling it held. The lock is
 # freed as soon as the cancelled connection's close reaches its worker thread; the
@@ -86,4 +90,56 @@ async def test_a_task_cancelled_mid_statement_does_not_keep_the_sqlite_write_loc
         assert [tuple(row) for row in notes] == [("after",)]
     finally:
         release.set()
+        await engine.dispose()
+
+
+def _can_take_write_lock(path: Path) -> bool:
+    probe = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        probe.execute("BEGIN IMMEDIATE")
+        probe.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError as error:
+        assert "locked" in str(error)
+        return False
+    finally:
+        probe.close()
+
+
+async def test_a_read_scope_takes_no_sqlite_write_lock(tmp_path: Path) -> None:
+    """Reads (live updates, the poller's look before asking Antom, /healthz) do not queue
+    writers behind them; a transaction that may write still takes the lock at its start."""
+    path = tmp_path / "desk.db"
+    engine = make_engine(f"sqlite+aiosqlite:///{path}")
+    try:
+        async with session_scope(engine) as session:
+            await session.exec(sa.text("CREATE TABLE notes (body TEXT)"))  # type: ignore[call-overload]
+        async with read_scope(engine) as session:
+            await session.exec(sa.text("SELECT count(*) FROM notes"))  # type: ignore[call-overload]
+            assert _can_take_write_lock(path)
+        async with session_scope(engine) as session:
+            await session.exec(sa.text("SELECT count(*) FROM notes"))  # type: ignore[call-overload]
+            assert not _can_take_write_lock(path)
+    finally:
+        await engine.dispose()
+
+
+@only_postgres
+async def test_a_read_scope_cannot_write_on_postgresql(db_url: str) -> None:
+    engine = make_engine(db_url)
+    try:
+        with pytest.raises(DBAPIError, match="read-only transaction"):
+            async with read_scope(engine) as session:
+                session.add(RefundReason(code="sneaked_in", label="Sneaked in"))
+                await session.flush()
+        async with session_scope(engine) as session:
+            sneaked = select(RefundReason).where(RefundReason.code == "sneaked_in")
+            assert (await session.exec(sneaked)).all() == []
+        async with session_scope(engine) as session:  # the pool's connections still write
+            session.add(RefundReason(code="kept", label="Kept"))
+        async with read_scope(engine) as session:
+            assert (
+                await session.exec(select(RefundReason).where(RefundReason.code == "kept"))
+            ).one()
+    finally:
         await engine.dispose()

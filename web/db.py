@@ -16,6 +16,11 @@ instances) behave the same way from the services' point of view:
   an unfinished statement, and pysqlite's ``close()`` then only makes the connection a
   zombie that keeps its transaction, and with it the write lock, until the garbage
   collector frees the statement.
+* Work that only reads says so (``read_scope``): on SQLite its transaction begins
+  DEFERRED, which in WAL mode takes a snapshot and no lock, so the live updates' reads,
+  the poller's look before it asks Antom and the health check neither wait for nor hold
+  the one write lock; on PostgreSQL it is READ ONLY (psycopg puts it in its BEGIN, no
+  extra round trip), so a write slipped into one fails loudly in the PostgreSQL tests.
 * PostgreSQL uses psycopg 3 (async here, sync for Alembic).
 """
 
@@ -38,6 +43,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from web.settings import ROOT
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
+# The execution option that marks a read-only engine (``reader``).
+_READS_ONLY = "desk_reads_only"
 
 
 def _sqlite_path(url: str) -> Path | None:
@@ -79,7 +86,8 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _on_sqlite_begin(connection: sa.Connection) -> None:
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    reads_only = connection.get_execution_options().get(_READS_ONLY, False)
+    connection.exec_driver_sql("BEGIN" if reads_only else "BEGIN IMMEDIATE")
 
 
 def _configure_sqlite(sync_engine: sa.Engine, url: str) -> None:
@@ -132,6 +140,21 @@ async def session_scope(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
         except BaseException:
             await session.rollback()
             raise
+
+
+def reader(engine: AsyncEngine) -> AsyncEngine:
+    """``engine`` for work that only reads: the same pool, transactions that take no
+    SQLite write lock and that PostgreSQL refuses to let write."""
+    return engine.execution_options(**{_READS_ONLY: True, "postgresql_readonly": True})
+
+
+@asynccontextmanager
+async def read_scope(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
+    """One read-only transaction (``reader``), rolled back when the block ends: nothing
+    in it is meant to be kept. Separate reads see the database as of their own start,
+    so use one scope for reads that must agree with each other."""
+    async with AsyncSession(reader(engine), expire_on_commit=False) as session:
+        yield session
 
 
 def database_lifespan(url: str) -> Any:

@@ -23,7 +23,7 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 
-from web.db import make_engine
+from web.db import make_engine, reader
 from web.integration import antom_lifespan, build_bulk_runner, build_poller
 from web.live import announce_commits, backend_publisher, channels_backend
 from web.models import PollerHeartbeat, utcnow
@@ -39,7 +39,7 @@ STOP_TIMEOUT_S = 10.0
 async def last_heartbeat(engine: AsyncEngine) -> datetime | None:
     """When any poller last finished a pass (None: never). One statement on a bare
     connection: /healthz uses it as its database check too."""
-    async with engine.connect() as conn:
+    async with reader(engine).connect() as conn:
         latest: datetime | None = await conn.scalar(
             select(PollerHeartbeat.last_loop_at)
             .order_by(col(PollerHeartbeat.last_loop_at).desc())

@@ -47,6 +47,7 @@ from sqlalchemy.orm import Session
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from web.db import read_scope
 from web.live_backend import ResilientPsycopgBackend
 from web.models import (
     Alert,
@@ -530,7 +531,7 @@ async def publish_changes(
     if publish is None or not (refund_pks or payment_pks or alerts or batch_pks):
         return
     try:
-        async with AsyncSession(engine) as session:
+        async with read_scope(engine) as session:
             refunds, payments = await snapshot(session, refund_pks, payment_pks)
             batch_pks += await batches_of(session, refund_pks)
         for message in encode(refunds, payments, alerts=alerts, batches=batch_pks):

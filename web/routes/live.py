@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from web.auth import requires
+from web.db import read_scope
 from web.htmx import STALE
 from web.live import (
     CHANNEL,
@@ -82,7 +83,7 @@ async def _stream(
 async def _moved_since_seen(engine: AsyncEngine, watch: Watch) -> list[tuple[str, str]]:
     if watch.empty:
         return []
-    async with AsyncSession(engine) as session:
+    async with read_scope(engine) as session:
         return hints(watch, await since_seen(session, watch))
 
 

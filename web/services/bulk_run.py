@@ -45,7 +45,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from web.antom.client import AntomClient
 from web.antom.messages import RefundRequest
 from web.antom.money import format_minor
-from web.db import session_scope
+from web.db import read_scope, session_scope
 from web.faults import fault_point
 from web.models import (
     BulkBatch,
@@ -115,7 +115,7 @@ class BulkRunner:
 
     async def drive_due(self) -> list[RunStats]:
         """Drive every approved or interrupted batch nobody else is driving."""
-        async with AsyncSession(self.engine) as session:
+        async with read_scope(self.engine) as session:
             due = (
                 await session.exec(
                     select(BulkBatch.id)
@@ -312,12 +312,12 @@ class BulkRunner:
         )
         if session is not None:
             return [pk for pk in (await session.exec(query)).all() if pk is not None]
-        async with AsyncSession(self.engine) as own:
+        async with read_scope(self.engine) as own:
             return [pk for pk in (await own.exec(query)).all() if pk is not None]
 
     async def _unfinished(self, batch_pk: int) -> list[tuple[int, int]]:
         """Rows whose refund was written ahead and never answered (a driver died)."""
-        async with AsyncSession(self.engine) as session:
+        async with read_scope(self.engine) as session:
             rows = (
                 await session.exec(
                     select(BulkRow.id, BulkRow.refund_pk)
@@ -544,7 +544,7 @@ class BulkRunner:
     # ------------------------------------------------------------ helpers
 
     async def _labels(self) -> dict[str, str]:
-        async with AsyncSession(self.engine) as session:
+        async with read_scope(self.engine) as session:
             return {r.code: r.label for r in await catalogue(session)}
 
     def _cause(self, batch: BulkBatch) -> ledger.Cause:

@@ -38,7 +38,7 @@ from web import metrics
 from web.antom.client import AntomClient
 from web.antom.messages import InquiryRefundResult
 from web.antom.money import Money
-from web.db import session_scope
+from web.db import read_scope, session_scope
 from web.models import (
     Alert,
     AlertKind,
@@ -188,7 +188,7 @@ class Poller:
         ``request_id`` is the agent's HTTP request, for the timeline."""
         claimed = await self.claim(utcnow(), limit=1, refund_pk=refund_pk)
         if not claimed:
-            async with AsyncSession(self.engine) as session:
+            async with read_scope(self.engine) as session:
                 refund = await session.get(Refund, refund_pk)
             if refund is None:
                 return CheckResult(refund_pk, "not_found", message="No such refund")
@@ -355,7 +355,7 @@ class Poller:
     # ------------------------------------------------------------ one refund
 
     async def _check(self, refund_pk: int, cause: ledger.Cause) -> CheckResult:
-        async with AsyncSession(self.engine, expire_on_commit=False) as session:
+        async with read_scope(self.engine) as session:
             refund = await session.get(Refund, refund_pk)
             payment = await session.get(Payment, refund.payment_pk) if refund else None
         if refund is None or payment is None:
@@ -518,7 +518,7 @@ def _result_of(verdict: Verdict) -> str:
 
 async def refresh_gauges(engine: AsyncEngine, now: datetime) -> None:
     """Refunds by status, oldest unsettled age, poller lag and open alerts."""
-    async with AsyncSession(engine) as session:
+    async with read_scope(engine) as session:
         counts = (
             await session.exec(select(Refund.status, sa.func.count()).group_by(col(Refund.status)))
         ).all()
