@@ -14,11 +14,13 @@ import anyio
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from tests.support.fixtures_app import only_postgres
-from web.db import make_engine, read_scope, session_scope
+from tests.support.waiting import wait_until
+from web.db import make_engine, read_scope, session_scope, writer_turns
 from web.models import RefundReason
 
 # How long the probe below waits for the write lock before calling it held. The lock is
@@ -142,4 +144,101 @@ async def test_a_read_scope_cannot_write_on_postgresql(db_url: str) -> None:
                 await session.exec(select(RefundReason).where(RefundReason.code == "kept"))
             ).one()
     finally:
+        await engine.dispose()
+
+
+def _count_begins(engine: AsyncEngine) -> list[str]:
+    begins: list[str] = []
+
+    @sa.event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def _seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.startswith("BEGIN"):
+            begins.append(statement)
+
+    return begins
+
+
+async def test_sqlite_writers_wait_for_their_turn_in_asyncio_not_in_sqlite(
+    tmp_path: Path,
+) -> None:
+    """A second writer in the process queues on the turn (handed over the moment the
+    first ends) instead of sleeping in SQLite's busy handler; a reader does not queue."""
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'desk.db'}")
+    turns = writer_turns(engine)
+    assert turns is not None
+    begins = _count_begins(engine)
+    first_wrote, first_may_end = asyncio.Event(), asyncio.Event()
+
+    async def first() -> None:
+        async with session_scope(engine) as session:
+            await session.exec(sa.text("INSERT INTO notes VALUES ('first')"))  # type: ignore[call-overload]
+            first_wrote.set()
+            await first_may_end.wait()
+
+    async def second() -> None:
+        async with session_scope(engine) as session:
+            await session.exec(sa.text("INSERT INTO notes VALUES ('second')"))  # type: ignore[call-overload]
+
+    try:
+        async with session_scope(engine) as session:
+            await session.exec(sa.text("CREATE TABLE notes (body TEXT)"))  # type: ignore[call-overload]
+        begins.clear()
+        async with anyio.create_task_group() as group:
+            group.start_soon(first)
+            await first_wrote.wait()
+            group.start_soon(second)
+            await wait_until(lambda: turns.waiting == 1, what="the second writer to queue")
+            assert begins == ["BEGIN IMMEDIATE"]  # the second never reached SQLite's lock
+            async with read_scope(engine) as session:  # readers do not queue at all
+                await session.exec(sa.text("SELECT count(*) FROM notes"))  # type: ignore[call-overload]
+            first_may_end.set()
+        assert begins == ["BEGIN IMMEDIATE", "BEGIN", "BEGIN IMMEDIATE"]
+        assert not turns.held() and turns.waiting == 0
+        async with read_scope(engine) as session:
+            rows = (await session.exec(sa.text("SELECT body FROM notes ORDER BY rowid"))).all()  # type: ignore[call-overload]
+        assert [tuple(row) for row in rows] == [("first",), ("second",)]
+    finally:
+        first_may_end.set()
+        await engine.dispose()
+
+
+async def test_a_writer_cancelled_mid_statement_gives_its_turn_back(
+    tmp_path: Path, no_cyclic_gc: None
+) -> None:
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'desk.db'}")
+    turns = writer_turns(engine)
+    assert turns is not None
+    entered, release = threading.Event(), threading.Event()
+
+    def gate() -> int:
+        entered.set()
+        release.wait()
+        return 1
+
+    @sa.event.listens_for(engine.sync_engine, "connect")
+    def _register_gate(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.create_function("gate", 0, gate)
+
+    async def writer() -> None:
+        async with session_scope(engine) as session:
+            await session.exec(sa.text("INSERT INTO notes VALUES ('lost')"))  # type: ignore[call-overload]
+            await session.exec(sa.text("SELECT gate() UNION ALL SELECT 2"))  # type: ignore[call-overload]
+
+    try:
+        async with session_scope(engine) as session:
+            await session.exec(sa.text("CREATE TABLE notes (body TEXT)"))  # type: ignore[call-overload]
+        async with anyio.create_task_group() as group:
+            group.start_soon(writer)
+            await asyncio.to_thread(entered.wait)
+            assert turns.held()
+            group.cancel_scope.cancel()
+            release.set()
+        await wait_until(lambda: not turns.held(), what="the cancelled writer's turn to end")
+        async with session_scope(engine) as session:
+            await session.exec(sa.text("INSERT INTO notes VALUES ('next')"))  # type: ignore[call-overload]
+        async with read_scope(engine) as session:
+            rows = (await session.exec(sa.text("SELECT body FROM notes"))).all()  # type: ignore[call-overload]
+        assert [tuple(row) for row in rows] == [("next",)]
+    finally:
+        release.set()
         await engine.dispose()
