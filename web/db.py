@@ -4,13 +4,12 @@ SQLite (development, tests, one process) and PostgreSQL (production, any number 
 instances) behave the same way from the services' point of view:
 
 * SQLite runs in WAL mode with a busy timeout and foreign keys on, and every
-  transaction starts with ``BEGIN IMMEDIATE``: pysqlite otherwise delays ``BEGIN``
-  until the first write, so a read-check-write (the refund reservation) would not be
-  atomic, and a deferred read that later writes can fail at once with SQLITE_BUSY.
-  One pooled connection per process (transactions queueing in asyncio rather than in
-  SQLite's sleeping busy handler) was tried and taken back: it made a bulk run 30 %
-  faster but twice left a page waiting 15 s on a lock right after a browser closed a
-  page mid-request (README "Performance harness").
+  transaction that may write starts with ``BEGIN IMMEDIATE``: pysqlite otherwise
+  delays ``BEGIN`` until the first write, so a read-check-write (the refund
+  reservation) would not be atomic, and a deferred read that later writes can fail at
+  once with SQLITE_BUSY.
+  A process's writers queue for their turn in asyncio first (``_WriterTurns``), not in
+  SQLite's sleeping busy handler.
 * SQLite connections roll back before they close (``_RollingBackConnection``): a task
   cancelled between a statement and its fetch (a closed SSE stream, a timeout) leaves
   an unfinished statement, and pysqlite's ``close()`` then only makes the connection a
@@ -141,7 +140,7 @@ class _WriterTurns:
         if lock is not None:
             lock.release()
 
-    def end_record(self, _dbapi_connection: Any, record: Any, *_args: Any) -> None:
+    def end_record(self, record: Any) -> None:
         # A connection invalidated or returned without its COMMIT/ROLLBACK (a cancelled
         # task) gives its turn back too.
         lock = record.info.pop(self._KEY, None)
@@ -153,8 +152,21 @@ class _WriterTurns:
         sa.event.listen(sync_engine, "begin", self.begin)
         sa.event.listen(sync_engine, "commit", self.end)
         sa.event.listen(sync_engine, "rollback", self.end)
-        for name in ("reset", "invalidate", "close"):
-            sa.event.listen(sync_engine.pool, name, self.end_record)
+        # Each pool event with its exact signature: SQLAlchemy reads a looser one as
+        # the legacy form and warns on every checkin.
+        pool = sync_engine.pool
+
+        @sa.event.listens_for(pool, "reset")
+        def _reset(_dbapi_connection: Any, record: Any, _state: Any) -> None:
+            self.end_record(record)
+
+        @sa.event.listens_for(pool, "invalidate")
+        def _invalidate(_dbapi_connection: Any, record: Any, _error: Any) -> None:
+            self.end_record(record)
+
+        @sa.event.listens_for(pool, "close")
+        def _close(_dbapi_connection: Any, record: Any) -> None:
+            self.end_record(record)
 
 
 _TURNS: weakref.WeakKeyDictionary[sa.Engine, _WriterTurns] = weakref.WeakKeyDictionary()

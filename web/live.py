@@ -214,31 +214,63 @@ def refund_version(refund: Refund | RefundState) -> str:
     return str(refund.status)
 
 
+_PAYMENT_STATE = (
+    col(Payment.id),
+    col(Payment.currency),
+    col(Payment.captured_minor),
+    col(Payment.refunded_minor),
+    col(Payment.reserved_minor),
+    col(Payment.dispute_open),
+    col(Payment.status),
+    col(Payment.refund_count),
+)
+_REFUND_STATE = (
+    col(Refund.id),
+    col(Refund.payment_pk),
+    col(Refund.status),
+    col(Refund.currency),
+    col(Refund.amount_minor),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    refunds: list[RefundState]
+    payments: list[PaymentState]
+    batches: list[int]  # the bulk batches the refunds belong to
+
+
 async def snapshot(
-    session: AsyncSession,
-    refund_pks: Iterable[int],
-    payment_pks: Iterable[int],
-    *,
-    refunds_of_payments: bool = False,
-) -> tuple[list[RefundState], list[PaymentState]]:
-    """Committed state of these refunds and payments (a refund brings its payment; with
-    ``refunds_of_payments``, a payment brings all its refunds)."""
-    refund_ids = sorted(set(refund_pks))
-    wanted: sa.ColumnElement[bool] = col(Refund.id).in_(refund_ids)
-    if refunds_of_payments and payment_pks:
-        wanted = sa.or_(wanted, col(Refund.payment_pk).in_(sorted(set(payment_pks))))
-    refunds = (
-        list((await session.exec(select(Refund).where(wanted))).all())
-        if refund_ids or refunds_of_payments
-        else []
-    )
-    payment_ids = sorted(set(payment_pks) | {r.payment_pk for r in refunds})
-    payments = (
-        list((await session.exec(select(Payment).where(col(Payment.id).in_(payment_ids)))).all())
-        if payment_ids
-        else []
-    )
-    return [RefundState.of(r) for r in refunds], [PaymentState.of(p) for p in payments]
+    session: AsyncSession, refund_pks: Iterable[int], payment_pks: Iterable[int]
+) -> Snapshot:
+    """Committed state of these refunds and payments; a refund brings its payment and its
+    bulk batch. One statement (a second only for payments no refund brought): it runs
+    after every commit that touches a refund."""
+    refund_ids, payment_ids = sorted(set(refund_pks)), set(payment_pks)
+    refunds: list[RefundState] = []
+    payments: dict[int, PaymentState] = {}
+    batches: set[int] = set()
+    if refund_ids:
+        # Plain rows (no ORM objects to build): only what a version is made of.
+        together: Any = (
+            sa.select(*_REFUND_STATE, *_PAYMENT_STATE, col(BulkRow.batch_pk))
+            .join(Payment, col(Payment.id) == col(Refund.payment_pk))
+            .outerjoin(BulkRow, col(BulkRow.refund_pk) == col(Refund.id))
+            .where(col(Refund.id).in_(refund_ids))
+        )
+        rows = await session.exec(together)
+        cut = len(_REFUND_STATE)
+        for row in rows.all():
+            refund_id, payment_pk, status, currency, amount_minor = row[:cut]
+            refunds.append(RefundState(refund_id, payment_pk, str(status), currency, amount_minor))
+            payments[payment_pk] = PaymentState(*row[cut:-1])
+            if row[-1] is not None:
+                batches.add(int(row[-1]))
+    if missing := sorted(payment_ids - payments.keys()):
+        alone: Any = sa.select(*_PAYMENT_STATE).where(col(Payment.id).in_(missing))
+        found = await session.exec(alone)
+        payments |= {row[0]: PaymentState(*row) for row in found.all()}
+    return Snapshot(refunds, list(payments.values()), sorted(batches))
 
 
 @dataclass(frozen=True, slots=True)
@@ -452,12 +484,12 @@ async def worklist_version(session: AsyncSession) -> str:
 
 async def since_seen(session: AsyncSession, watch: Watch) -> Change:
     """What moved between the versions the page was rendered at and the database now."""
-    refunds, payments = await snapshot(session, watch.refunds, watch.payments)
+    seen = await snapshot(session, watch.refunds, watch.payments)
     moved_refunds = [
-        r for r in refunds if r.id in watch.refunds and watch.refunds[r.id] != r.version
+        r for r in seen.refunds if r.id in watch.refunds and watch.refunds[r.id] != r.version
     ]
     moved_payments = [
-        p for p in payments if p.id in watch.payments and watch.payments[p.id] != p.version
+        p for p in seen.payments if p.id in watch.payments and watch.payments[p.id] != p.version
     ]
     # A row newer than any the list had seen is news for the list.
     if watch.refunds_since is not None:
@@ -496,17 +528,6 @@ async def batch_version(session: AsyncSession, batch_pk: int) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()[:12]
 
 
-async def batches_of(session: AsyncSession, refund_pks: Iterable[int]) -> list[int]:
-    """The bulk batches these refunds belong to."""
-    pks = sorted(set(refund_pks))
-    if not pks:
-        return []
-    found = await session.exec(
-        select(BulkRow.batch_pk).where(col(BulkRow.refund_pk).in_(pks)).distinct()
-    )
-    return sorted(int(b) for b in found.all())
-
-
 async def awaiting_count(session: AsyncSession) -> int:
     """Refund requests waiting for approval (the navigation's count)."""
     counted = (
@@ -532,9 +553,9 @@ async def publish_changes(
         return
     try:
         async with read_scope(engine) as session:
-            refunds, payments = await snapshot(session, refund_pks, payment_pks)
-            batch_pks += await batches_of(session, refund_pks)
-        for message in encode(refunds, payments, alerts=alerts, batches=batch_pks):
+            now = await snapshot(session, refund_pks, payment_pks)
+        batch_pks += now.batches
+        for message in encode(now.refunds, now.payments, alerts=alerts, batches=batch_pks):
             await publish(message)
     except Exception:
         log.exception("live update not published refunds=%s payments=%s", refund_pks, payment_pks)

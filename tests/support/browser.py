@@ -14,7 +14,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from tests.support.waiting import DEADLINE_S
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -34,6 +36,10 @@ def launch_options() -> dict[str, Any]:
 
 @asynccontextmanager
 async def launched_browser() -> AsyncIterator[Browser]:
+    # Assertions wait for their condition as long as every other wait here does: the 5 s
+    # Playwright default is a wall-clock bound a busy machine can reach (a click's
+    # navigation under a CPU-heavy neighbour).
+    expect.set_options(timeout=DEADLINE_S * 1000)
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(**launch_options())
         try:
