@@ -38,6 +38,39 @@ def no_cyclic_gc() -> Iterator[None]:
         gc.enable()
 
 
+def _gated(engine: AsyncEngine) -> tuple[threading.Event, threading.Event]:
+    """A SQL function ``gate()`` on ``engine``'s connections that says it was entered and
+    then blocks until released. It runs on the driver's worker thread, inside the
+    statement, so a cancellation lands while the statement executes, as it does when a
+    page closes its stream."""
+    entered, release = threading.Event(), threading.Event()
+
+    def gate() -> int:
+        entered.set()
+        release.wait()
+        return 1
+
+    @sa.event.listens_for(engine.sync_engine, "connect")
+    def _register_gate(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.create_function("gate", 0, gate)
+
+    return entered, release
+
+
+def _can_take_write_lock(path: Path, wait_s: float = 0) -> bool:
+    """Whether another connection gets SQLite's write lock within ``wait_s``."""
+    probe = sqlite3.connect(path, timeout=wait_s, isolation_level=None)
+    try:
+        probe.execute("BEGIN IMMEDIATE")
+        probe.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError as error:
+        assert "locked" in str(error)
+        return False
+    finally:
+        probe.close()
+
+
 async def test_a_task_cancelled_mid_statement_does_not_keep_the_sqlite_write_lock(
     tmp_path: Path, no_cyclic_gc: None
 ) -> None:
@@ -46,18 +79,7 @@ async def test_a_task_cancelled_mid_statement_does_not_keep_the_sqlite_write_loc
     IMMEDIATE`` lock until the garbage collector freed the unfinished statement."""
     path = tmp_path / "desk.db"
     engine = make_engine(f"sqlite+aiosqlite:///{path}")
-    entered, release = threading.Event(), threading.Event()
-
-    def gate() -> int:
-        # Runs on the driver's worker thread, inside the statement: the cancellation
-        # lands while the statement is executing, as it does when a stream is closed.
-        entered.set()
-        release.wait()
-        return 1
-
-    @sa.event.listens_for(engine.sync_engine, "connect")
-    def _register_gate(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.create_function("gate", 0, gate)
+    entered, release = _gated(engine)
 
     async with session_scope(engine) as session:
         await session.exec(sa.text("CREATE TABLE notes (body TEXT)"))  # type: ignore[call-overload]
@@ -72,16 +94,8 @@ async def test_a_task_cancelled_mid_statement_does_not_keep_the_sqlite_write_loc
             await asyncio.to_thread(entered.wait)
             group.cancel_scope.cancel()
             release.set()
-
-        def take_write_lock() -> None:
-            probe = sqlite3.connect(path, timeout=LOCK_WAIT_S, isolation_level=None)
-            try:
-                probe.execute("BEGIN IMMEDIATE")
-                probe.execute("ROLLBACK")
-            finally:
-                probe.close()
-
-        await asyncio.to_thread(take_write_lock)  # raised "database is locked" before
+        # Locked before, however long the probe waited.
+        assert await asyncio.to_thread(_can_take_write_lock, path, LOCK_WAIT_S)
 
         async with session_scope(engine) as session:
             await session.exec(sa.text("INSERT INTO notes VALUES ('after')"))  # type: ignore[call-overload]
@@ -91,19 +105,6 @@ async def test_a_task_cancelled_mid_statement_does_not_keep_the_sqlite_write_loc
     finally:
         release.set()
         await engine.dispose()
-
-
-def _can_take_write_lock(path: Path) -> bool:
-    probe = sqlite3.connect(path, timeout=0, isolation_level=None)
-    try:
-        probe.execute("BEGIN IMMEDIATE")
-        probe.execute("ROLLBACK")
-        return True
-    except sqlite3.OperationalError as error:
-        assert "locked" in str(error)
-        return False
-    finally:
-        probe.close()
 
 
 async def test_a_read_scope_takes_no_sqlite_write_lock(tmp_path: Path) -> None:
@@ -209,16 +210,7 @@ async def test_a_writer_cancelled_mid_statement_gives_its_turn_back(
     engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'desk.db'}")
     turns = writer_turns(engine)
     assert turns is not None
-    entered, release = threading.Event(), threading.Event()
-
-    def gate() -> int:
-        entered.set()
-        release.wait()
-        return 1
-
-    @sa.event.listens_for(engine.sync_engine, "connect")
-    def _register_gate(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.create_function("gate", 0, gate)
+    entered, release = _gated(engine)
 
     async def writer() -> None:
         async with session_scope(engine) as session:

@@ -87,9 +87,12 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _reads_only(connection: sa.Connection) -> bool:
+    return bool(connection.get_execution_options().get(_READS_ONLY, False))
+
+
 def _on_sqlite_begin(connection: sa.Connection) -> None:
-    reads_only = connection.get_execution_options().get(_READS_ONLY, False)
-    connection.exec_driver_sql("BEGIN" if reads_only else "BEGIN IMMEDIATE")
+    connection.exec_driver_sql("BEGIN" if _reads_only(connection) else "BEGIN IMMEDIATE")
 
 
 class _WriterTurns:
@@ -118,55 +121,53 @@ class _WriterTurns:
         return lock is not None and lock.locked()
 
     def begin(self, connection: sa.Connection) -> None:
-        if connection.get_execution_options().get(_READS_ONLY, False):
-            connection.exec_driver_sql("BEGIN")
-            return
-        lock = self._locks.setdefault(asyncio.get_running_loop(), asyncio.Lock())
-        self.waiting += 1
+        if not _reads_only(connection):
+            lock = self._locks.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+            self.waiting += 1
+            try:
+                took = await_(_take(lock))
+            finally:
+                self.waiting -= 1
+            if took:
+                connection.info[self._KEY] = lock
         try:
-            took = await_(_take(lock))
-        finally:
-            self.waiting -= 1
-        if took:
-            connection.info[self._KEY] = lock
-        try:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            _on_sqlite_begin(connection)
         except BaseException:
-            self.end(connection)
+            self._give_back(connection.info)
             raise
 
-    def end(self, connection: sa.Connection) -> None:
-        lock = connection.info.pop(self._KEY, None)
-        if lock is not None:
-            lock.release()
-
-    def end_record(self, record: Any) -> None:
-        # A connection invalidated or returned without its COMMIT/ROLLBACK (a cancelled
-        # task) gives its turn back too.
-        lock = record.info.pop(self._KEY, None)
+    def _give_back(self, info: dict[Any, Any]) -> None:
+        # ``info`` is the pooled connection's own (a Connection's is its record's), so
+        # the transaction's end and the pool's events below find the same turn.
+        lock = info.pop(self._KEY, None)
         if lock is not None:
             lock.release()
 
     def install(self, sync_engine: sa.Engine) -> None:
         _TURNS[sync_engine] = self
         sa.event.listen(sync_engine, "begin", self.begin)
-        sa.event.listen(sync_engine, "commit", self.end)
-        sa.event.listen(sync_engine, "rollback", self.end)
-        # Each pool event with its exact signature: SQLAlchemy reads a looser one as
-        # the legacy form and warns on every checkin.
+
+        @sa.event.listens_for(sync_engine, "commit")
+        @sa.event.listens_for(sync_engine, "rollback")
+        def _ended(connection: sa.Connection) -> None:
+            self._give_back(connection.info)
+
+        # A connection invalidated or returned without its COMMIT/ROLLBACK (a cancelled
+        # task) gives its turn back too. Each pool event with its exact signature:
+        # SQLAlchemy reads a looser one as the legacy form and warns on every checkin.
         pool = sync_engine.pool
 
         @sa.event.listens_for(pool, "reset")
         def _reset(_dbapi_connection: Any, record: Any, _state: Any) -> None:
-            self.end_record(record)
+            self._give_back(record.info)
 
         @sa.event.listens_for(pool, "invalidate")
         def _invalidate(_dbapi_connection: Any, record: Any, _error: Any) -> None:
-            self.end_record(record)
+            self._give_back(record.info)
 
         @sa.event.listens_for(pool, "close")
         def _close(_dbapi_connection: Any, record: Any) -> None:
-            self.end_record(record)
+            self._give_back(record.info)
 
 
 _TURNS: weakref.WeakKeyDictionary[sa.Engine, _WriterTurns] = weakref.WeakKeyDictionary()
